@@ -37,13 +37,26 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod clock;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod error;
 mod event;
+mod file;
+pub mod format;
+mod fsutil;
+mod keys;
 mod memory;
+mod retention;
 mod sink;
+mod verify;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, Result};
+pub use error::{Error, IntegrityKind, Result};
 pub use event::{Action, Actor, AuditEvent, Origin, Outcome, RecordRef, UnknownAction};
+pub use file::{FileLog, FileLogOptions, PruneReport, Recovery};
+pub use format::{Checkpoint, PeriodScheme, Pruned, Seal};
+pub use keys::{AuditKeys, AuditVerifyingKey};
 pub use memory::MemorySink;
+pub use retention::{PrunePlan, Retention, plan_prune};
 pub use sink::{AuditSink, Query, Recorded};
+pub use verify::{PeriodSummary, VerifyReport, verify, verify_seals};

@@ -62,12 +62,10 @@ impl Query {
 
     /// Whether `event` is selected.
     pub fn matches(&self, event: &AuditEvent) -> bool {
-        let patient_ok = self.patient_id.as_deref().is_none_or(|p| {
-            event
-                .record
-                .as_ref()
-                .is_some_and(|r| r.patient_id == p)
-        });
+        let patient_ok = self
+            .patient_id
+            .as_deref()
+            .is_none_or(|p| event.record.as_ref().is_some_and(|r| r.patient_id == p));
         let actor_ok = self
             .actor
             .as_deref()
