@@ -8,6 +8,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -125,6 +126,7 @@ struct Shared {
     log_id: Uuid,
     clock: Arc<dyn Clock>,
     head: Mutex<Head>,
+    fsyncs: AtomicU64,
 }
 
 impl Shared {
@@ -327,6 +329,12 @@ impl FileLog {
     /// Number of records made durable so far (the next sequence number).
     pub fn records(&self) -> u64 {
         self.shared.head().records
+    }
+
+    /// How many `fsync`s of record batches the writer has done: with concurrent appenders it is
+    /// far below the number of appends (group commit).
+    pub fn batches_synced(&self) -> u64 {
+        self.shared.fsyncs.load(Ordering::Relaxed)
     }
 
     fn send(&self, request: Request) -> Result<()> {
@@ -573,6 +581,7 @@ impl Writer {
             log_id,
             clock: options.clock.clone(),
             head: Mutex::new(head.clone()),
+            fsyncs: AtomicU64::new(0),
         });
         Ok(Writer {
             shared,
@@ -720,6 +729,7 @@ impl Writer {
                 .and_then(|()| self.file.sync_data())
                 .map_err(Error::io(&self.path));
             self.buf.clear();
+            self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = result {
                 self.fail(&e);
                 return Err(e);

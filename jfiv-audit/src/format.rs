@@ -117,6 +117,14 @@ pub(crate) fn join_trailing(canonical: &[u8], name: &str, value: &str) -> Vec<u8
     line
 }
 
+/// Decodes lowercase hex only (as written): an uppercase digit is a modified byte.
+pub(crate) fn decode_lower_hex(src: &[u8], dst: &mut [u8]) -> Option<()> {
+    if !src.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    hex::decode_to_slice(src, dst).ok()
+}
+
 fn canonical_of(prefix: &[u8]) -> Vec<u8> {
     let mut c = Vec::with_capacity(prefix.len() + 1);
     c.extend_from_slice(prefix);
@@ -172,7 +180,7 @@ pub(crate) fn record_chain(
         .strip_prefix(b",\"chain\":\"")?
         .strip_suffix(b"\"}")?;
     let mut stored = [0u8; 32];
-    hex::decode_to_slice(hex_part, &mut stored).ok()?;
+    decode_lower_hex(hex_part, &mut stored)?;
     let mut h = keys.chain_hasher();
     h.update(prev.as_bytes());
     h.update(prefix);
@@ -247,7 +255,7 @@ impl Header {
             });
         }
         let mut mac = [0u8; 32];
-        hex::decode_to_slice(mac_hex, &mut mac).map_err(|_| bad("mac is not hex"))?;
+        decode_lower_hex(mac_hex, &mut mac).ok_or_else(|| bad("mac is not lowercase hex"))?;
         if keys.header_mac(&canonical) != blake3::Hash::from_bytes(mac) {
             return Err(bad("header MAC does not match"));
         }
@@ -346,7 +354,8 @@ fn verify_signed(
     let canonical = canonical_of(prefix);
     let domain = domain_of(&canonical)?;
     let mut sig = [0u8; 64];
-    hex::decode_to_slice(sig_hex, &mut sig).map_err(|_| "signature is not hex".to_owned())?;
+    decode_lower_hex(sig_hex, &mut sig)
+        .ok_or_else(|| "signature is not lowercase hex".to_owned())?;
     if !public.verify(domain, &canonical, &sig) {
         return Err("signature does not verify under this log's public key".to_owned());
     }
@@ -415,7 +424,7 @@ impl Checkpoint {
     pub fn verify_signature(&self, public: &AuditVerifyingKey) -> bool {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         let mut sig = [0u8; 64];
-        hex::decode_to_slice(&self.signature, &mut sig).is_ok()
+        decode_lower_hex(self.signature.as_bytes(), &mut sig).is_some()
             && public.verify(CHECKPOINT_DOMAIN, &canonical, &sig)
     }
 
