@@ -118,20 +118,18 @@ impl LockoutPolicy {
         }
         let start = Self::window_start(now);
         let recent: Vec<_> = state.window.iter().filter(|&&t| t > start).collect();
-        if recent.len() as u64 >= u64::from(self.daily_limit) {
-            if let Some(&&oldest) = recent.first() {
-                return AttemptDecision::Refused(FailureReason::DailyLimit {
-                    until: oldest + Duration::hours(24),
-                });
-            }
+        if recent.len() as u64 >= u64::from(self.daily_limit)
+            && let Some(&&oldest) = recent.first()
+        {
+            return AttemptDecision::Refused(FailureReason::DailyLimit {
+                until: oldest + Duration::hours(24),
+            });
         }
         let lock_expired = matches!(state.lock, Some(Lock::Until(t)) if now >= t);
-        if !lock_expired {
-            if let Some(last) = state.last_failure {
-                let until = last + self.delay_after(state.consecutive);
-                if now < until {
-                    return AttemptDecision::Refused(FailureReason::Throttled { until });
-                }
+        if !lock_expired && let Some(last) = state.last_failure {
+            let until = last + self.delay_after(state.consecutive);
+            if now < until {
+                return AttemptDecision::Refused(FailureReason::Throttled { until });
             }
         }
         AttemptDecision::Allowed

@@ -202,7 +202,7 @@ impl Sessions {
             }
             None => true,
         });
-        expired.sort_by(|a, b| a.0.created.cmp(&b.0.created));
+        expired.sort_by_key(|e| e.0.created);
         expired
     }
 
