@@ -1,0 +1,315 @@
+//! The byte layout of encrypted chunks and manifests (see `FORMAT.md`).
+//!
+//! Both objects are a 40-byte clear header followed by an XChaCha20-Poly1305 ciphertext:
+//!
+//! ```text
+//! offset size field
+//!      0    4 magic: "JFVC" (chunk) or "JFVM" (manifest)
+//!      4    1 format version: 1
+//!      5    3 reserved, zero
+//!      8    8 key fingerprint
+//!     16   24 nonce (random)
+//!     40    n ciphertext + 16-byte Poly1305 tag
+//! ```
+//!
+//! The associated data is the 40-byte header followed by the object's id (the 32-byte chunk id
+//! or the 16-byte snapshot id), so a blob cannot be moved under another name.
+
+use chacha20poly1305::XNonce;
+use chacha20poly1305::aead::{Aead, Payload};
+
+use crate::{ChunkId, Error, Object, RepositoryKey, Result, SnapshotId};
+
+/// Magic number of an encrypted chunk.
+pub const CHUNK_MAGIC: [u8; 4] = *b"JFVC";
+/// Magic number of an encrypted manifest.
+pub const MANIFEST_MAGIC: [u8; 4] = *b"JFVM";
+/// The format version written by this crate.
+pub const FORMAT_VERSION: u8 = 1;
+/// Size of the clear header of chunks and manifests.
+pub const HEADER_LEN: usize = 40;
+/// Size of the Poly1305 tag.
+pub const TAG_LEN: usize = 16;
+/// The largest chunk plaintext accepted when decoding (a bound against decompression bombs).
+pub const MAX_CHUNK_LEN: usize = 64 << 20;
+/// The largest manifest plaintext accepted when decoding.
+pub const MAX_MANIFEST_LEN: usize = 4 << 30;
+
+/// How a chunk payload is compressed (first byte of the encrypted payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Compression {
+    /// Stored as is (used when zstd would not make it smaller).
+    None = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+fn header(magic: [u8; 4], key: &RepositoryKey, nonce: &[u8; 24]) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..4].copy_from_slice(&magic);
+    h[4] = FORMAT_VERSION;
+    h[8..16].copy_from_slice(&key.fingerprint().0);
+    h[16..40].copy_from_slice(nonce);
+    h
+}
+
+fn seal(
+    magic: [u8; 4],
+    cipher: &chacha20poly1305::XChaCha20Poly1305,
+    key: &RepositoryKey,
+    id: &[u8],
+    payload: &[u8],
+) -> Result<Vec<u8>> {
+    let nonce: [u8; 24] = rand::random();
+    let header = header(magic, key, &nonce);
+    let mut aad = Vec::with_capacity(HEADER_LEN + id.len());
+    aad.extend_from_slice(&header);
+    aad.extend_from_slice(id);
+    let ciphertext = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: payload,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| Error::Internal {
+            reason: "encryption failed".into(),
+        })?;
+    let mut out = Vec::with_capacity(HEADER_LEN + ciphertext.len());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&ciphertext);
+    Ok(out)
+}
+
+fn open(
+    magic: [u8; 4],
+    cipher: &chacha20poly1305::XChaCha20Poly1305,
+    key: &RepositoryKey,
+    id: &[u8],
+    blob: &[u8],
+    object: &Object,
+) -> Result<Vec<u8>> {
+    check_header(magic, key, blob, object)?;
+    let mut aad = Vec::with_capacity(HEADER_LEN + id.len());
+    aad.extend_from_slice(&blob[..HEADER_LEN]);
+    aad.extend_from_slice(id);
+    cipher
+        .decrypt(
+            XNonce::from_slice(&blob[16..40]),
+            Payload {
+                msg: &blob[HEADER_LEN..],
+                aad: &aad,
+            },
+        )
+        .map_err(|_| {
+            Error::integrity(
+                object.clone(),
+                "authentication failed: the data was damaged or altered",
+            )
+        })
+}
+
+/// Checks magic, version and key fingerprint of a blob's header without decrypting it.
+///
+/// # Errors
+/// [`Error::Format`] (short blob, bad magic, unknown version), [`Error::WrongKey`].
+pub fn check_header(
+    magic: [u8; 4],
+    key: &RepositoryKey,
+    blob: &[u8],
+    object: &Object,
+) -> Result<()> {
+    if blob.len() < HEADER_LEN + TAG_LEN {
+        return Err(Error::format(
+            object.clone(),
+            blob.len() as u64,
+            format!(
+                "truncated: {} bytes, at least {} expected",
+                blob.len(),
+                HEADER_LEN + TAG_LEN
+            ),
+        ));
+    }
+    if blob[..4] != magic {
+        return Err(Error::format(object.clone(), 0, "bad magic number"));
+    }
+    if blob[4] != FORMAT_VERSION {
+        return Err(Error::format(
+            object.clone(),
+            4,
+            format!("unsupported format version {}", blob[4]),
+        ));
+    }
+    if blob[8..16] != key.fingerprint().0 {
+        return Err(Error::WrongKey {
+            object: object.clone(),
+            expected: key.fingerprint().to_string(),
+            found: hex::encode(&blob[8..16]),
+        });
+    }
+    Ok(())
+}
+
+/// Compresses (zstd at `level`, or stored when that does not help) and encrypts a chunk whose
+/// id is `id` (computed by the caller with [`RepositoryKey::chunk_id`]).
+///
+/// # Errors
+/// [`Error::Internal`] if compression or encryption fails (it does not, short of a bug).
+pub fn encode_chunk(
+    key: &RepositoryKey,
+    id: &ChunkId,
+    plain: &[u8],
+    level: i32,
+) -> Result<Vec<u8>> {
+    let len = u32::try_from(plain.len()).map_err(|_| Error::Internal {
+        reason: "chunk larger than 4 GiB".into(),
+    })?;
+    let mut payload = Vec::with_capacity(plain.len() / 2 + 64);
+    payload.push(Compression::Zstd as u8);
+    payload.extend_from_slice(&len.to_le_bytes());
+    let compressed = compress_append(plain, &mut payload, level);
+    if compressed.is_err() || payload.len() >= plain.len() + 5 {
+        payload.clear();
+        payload.push(Compression::None as u8);
+        payload.extend_from_slice(&len.to_le_bytes());
+        payload.extend_from_slice(plain);
+    }
+    seal(CHUNK_MAGIC, &key.chunk_cipher(), key, &id.0, &payload)
+}
+
+thread_local! {
+    /// One zstd compression context per worker thread (creating one per chunk is costly).
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Compresses `plain` into one zstd frame appended to `out`.
+fn compress_append(plain: &[u8], out: &mut Vec<u8>, level: i32) -> std::io::Result<()> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        let Some((_, compressor)) = slot.as_mut() else {
+            return Err(std::io::Error::other("no compressor"));
+        };
+        let start = out.len();
+        out.resize(start + zstd::zstd_safe::compress_bound(plain.len()), 0);
+        let written = compressor.compress_to_buffer(plain, &mut out[start..])?;
+        out.truncate(start + written);
+        Ok(())
+    })
+}
+
+/// Decompresses one zstd frame of exactly `len` bytes of output at most.
+fn decompress(data: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        let Some(decompressor) = slot.as_mut() else {
+            return Err(std::io::Error::other("no decompressor"));
+        };
+        decompressor.decompress(data, len)
+    })
+}
+
+/// Decrypts, authenticates, decompresses a chunk, and checks that its keyed hash is `id`.
+///
+/// # Errors
+/// [`Error::WrongKey`], [`Error::Format`], [`Error::Integrity`] naming the chunk.
+pub fn decode_chunk(key: &RepositoryKey, id: &ChunkId, blob: &[u8]) -> Result<Vec<u8>> {
+    let object = Object::Chunk(*id);
+    let payload = open(CHUNK_MAGIC, &key.chunk_cipher(), key, &id.0, blob, &object)?;
+    if payload.len() < 5 {
+        return Err(Error::integrity(object, "payload too short"));
+    }
+    let len = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]) as usize;
+    if len > MAX_CHUNK_LEN {
+        return Err(Error::integrity(
+            object,
+            format!("declared length {len} too large"),
+        ));
+    }
+    let plain = match payload[0] {
+        0 => payload[5..].to_vec(),
+        1 => decompress(&payload[5..], len)
+            .map_err(|e| Error::integrity(object.clone(), format!("zstd: {e}")))?,
+        other => {
+            return Err(Error::format(
+                object,
+                HEADER_LEN as u64,
+                format!("unknown compression {other}"),
+            ));
+        }
+    };
+    if plain.len() != len {
+        return Err(Error::integrity(
+            object,
+            "decoded length differs from the declared length",
+        ));
+    }
+    if key.chunk_id(&plain) != *id {
+        return Err(Error::integrity(
+            object,
+            "content does not match the chunk id",
+        ));
+    }
+    Ok(plain)
+}
+
+/// Encrypts a serialised manifest (zstd-compressed JSON) under the snapshot id.
+///
+/// # Errors
+/// [`Error::Internal`] on a compression failure.
+pub fn encode_manifest(key: &RepositoryKey, id: &SnapshotId, json: &[u8]) -> Result<Vec<u8>> {
+    let compressed = zstd::bulk::compress(json, 3).map_err(|e| Error::Internal {
+        reason: format!("zstd: {e}"),
+    })?;
+    let mut payload = Vec::with_capacity(compressed.len() + 8);
+    payload.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    payload.extend_from_slice(&compressed);
+    seal(MANIFEST_MAGIC, &key.manifest_cipher(), key, &id.0, &payload)
+}
+
+/// Decrypts and authenticates a manifest blob, returning its JSON.
+///
+/// # Errors
+/// [`Error::WrongKey`], [`Error::Format`], [`Error::Integrity`] naming the snapshot.
+pub fn decode_manifest(key: &RepositoryKey, id: &SnapshotId, blob: &[u8]) -> Result<Vec<u8>> {
+    let object = Object::Manifest(*id);
+    let payload = open(
+        MANIFEST_MAGIC,
+        &key.manifest_cipher(),
+        key,
+        &id.0,
+        blob,
+        &object,
+    )?;
+    if payload.len() < 8 {
+        return Err(Error::integrity(object, "payload too short"));
+    }
+    let mut len8 = [0u8; 8];
+    len8.copy_from_slice(&payload[..8]);
+    let len = u64::from_le_bytes(len8) as usize;
+    if len > MAX_MANIFEST_LEN {
+        return Err(Error::integrity(
+            object,
+            format!("declared length {len} too large"),
+        ));
+    }
+    let json = zstd::bulk::decompress(&payload[8..], len)
+        .map_err(|e| Error::integrity(object.clone(), format!("zstd: {e}")))?;
+    if json.len() != len {
+        return Err(Error::integrity(
+            object,
+            "decoded length differs from the declared length",
+        ));
+    }
+    Ok(json)
+}
