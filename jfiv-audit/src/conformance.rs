@@ -12,6 +12,9 @@
 //! The sink must not append events of its own during a check (a file log with a fixed clock
 //! never does).
 
+// Checks are tests: a panic (`expect`, `assert!`) is how a check fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;

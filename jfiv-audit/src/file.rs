@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,6 +28,17 @@ use crate::{
 };
 
 const MAX_BATCH: usize = 4096;
+/// The longest the writer waits to gather a group commit.
+const MAX_WINDOW: Duration = Duration::from_micros(500);
+
+fn drain(rx: &mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(request) => batch.push(request),
+            Err(_) => break,
+        }
+    }
+}
 
 /// How a [`FileLog`] is opened.
 #[derive(Debug, Clone)]
@@ -555,6 +567,8 @@ struct Writer {
     period_prev_chain: String,
     buf: Vec<u8>,
     failed: Option<String>,
+    /// How long the last fsync took (sizes the group-commit window).
+    last_sync: Duration,
 }
 
 impl Writer {
@@ -600,6 +614,7 @@ impl Writer {
             period_prev_chain,
             buf: Vec::with_capacity(1 << 16),
             failed: None,
+            last_sync: Duration::ZERO,
         })
     }
 
@@ -652,15 +667,34 @@ impl Writer {
         )
     }
 
+    /// The writer loop. Group commit: a batch is every request queued when the writer is free;
+    /// when earlier batches showed concurrent appenders (`peak` > 1), the writer also waits a
+    /// short window (a quarter of the last fsync time, at most [`MAX_WINDOW`]) for as many
+    /// requests as the recent peak, so that appenders just answered join the next fsync
+    /// instead of splitting into alternating half batches.
     fn run(mut self, rx: mpsc::Receiver<Request>) {
+        let mut peak = 1usize;
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
+            drain(&rx, &mut batch);
+            if peak > 1 && batch.len() < peak {
+                let deadline = Instant::now() + (self.last_sync / 4).min(MAX_WINDOW);
+                while batch.len() < peak {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(left) {
+                        Ok(request) if !left.is_zero() => {
+                            batch.push(request);
+                            drain(&rx, &mut batch);
+                        }
+                        Ok(request) => {
+                            batch.push(request);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
                 }
             }
+            peak = batch.len().max(peak - peak / 8);
             self.process(batch);
         }
     }
@@ -723,12 +757,14 @@ impl Writer {
             });
         }
         if !self.buf.is_empty() {
+            let started = Instant::now();
             let result = self
                 .file
                 .write_all(&self.buf)
                 .and_then(|()| self.file.sync_data())
                 .map_err(Error::io(&self.path));
             self.buf.clear();
+            self.last_sync = started.elapsed();
             self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = result {
                 self.fail(&e);

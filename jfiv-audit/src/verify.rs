@@ -571,6 +571,89 @@ fn read_header(keys: &AuditKeys, path: &Path) -> Result<(Header, u64)> {
     Ok((Header::decode(keys, path, &line)?, len))
 }
 
+/// Bytes read (and verified) at a time.
+const CHUNK: u64 = 8 << 20;
+/// Below this many lines in a chunk, verify on the calling thread.
+const PARALLEL_MIN_LINES: usize = 4096;
+
+/// What the parallel phase finds about one line, given the previous line's stored chain.
+#[derive(Clone, Copy)]
+struct LineCheck {
+    seq: Option<u64>,
+    stored: Option<[u8; 32]>,
+    mac_ok: bool,
+}
+
+fn stored_chain(line: &[u8]) -> Option<[u8; 32]> {
+    let suffix = line.get(line.len().checked_sub(format::CHAIN_SUFFIX_LEN)?..)?;
+    let hex_part = suffix
+        .strip_prefix(b",\"chain\":\"")?
+        .strip_suffix(b"\"}")?;
+    let mut stored = [0u8; 32];
+    format::decode_lower_hex(hex_part, &mut stored)?;
+    Some(stored)
+}
+
+/// Checks lines[i] against the chain value stored in lines[i-1] (`first_prev` for i = 0).
+/// Each link is independent of the others, so this runs in parallel; the sequential pass
+/// then checks the sequence numbers and that the first link starts from the verified chain.
+fn check_lines(keys: &AuditKeys, first_prev: blake3::Hash, lines: &[&[u8]], out: &mut [LineCheck]) {
+    let mut prev = Some(first_prev);
+    for (line, check) in lines.iter().zip(out.iter_mut()) {
+        let seq = format::record_seq(line);
+        let (mac_ok, stored) = match (
+            prev,
+            format::record_chain(keys, &prev.unwrap_or(first_prev), line),
+        ) {
+            (Some(_), Some((computed, stored))) => {
+                (computed == blake3::Hash::from_bytes(stored), Some(stored))
+            }
+            (None, Some((_, stored))) => (false, Some(stored)),
+            (_, None) => (false, None),
+        };
+        *check = LineCheck {
+            seq,
+            stored,
+            mac_ok,
+        };
+        prev = stored.map(blake3::Hash::from_bytes);
+    }
+}
+
+fn check_lines_parallel(
+    keys: &AuditKeys,
+    first_prev: blake3::Hash,
+    lines: &[&[u8]],
+) -> Vec<LineCheck> {
+    let blank = LineCheck {
+        seq: None,
+        stored: None,
+        mac_ok: false,
+    };
+    let mut out = vec![blank; lines.len()];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads <= 1 || lines.len() < PARALLEL_MIN_LINES {
+        check_lines(keys, first_prev, lines, &mut out);
+        return out;
+    }
+    let per = lines.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (i, (part, out_part)) in lines.chunks(per).zip(out.chunks_mut(per)).enumerate() {
+            // The link into this part starts from the chain stored in the line before it.
+            let prev = if i == 0 {
+                Some(first_prev)
+            } else {
+                stored_chain(lines[i * per - 1]).map(blake3::Hash::from_bytes)
+            };
+            // If the previous line has no chain value, the sequential pass stops there first.
+            if let Some(prev) = prev {
+                scope.spawn(move || check_lines(keys, prev, part, out_part));
+            }
+        }
+    });
+    out
+}
+
 /// Checks the records of one period file; returns the offset after the last complete line.
 #[allow(clippy::too_many_arguments)]
 fn scan_records(
@@ -589,28 +672,58 @@ fn scan_records(
     let mut file = File::open(path).map_err(Error::io(path))?;
     file.seek(SeekFrom::Start(header_len))
         .map_err(Error::io(path))?;
-    let reader: Box<dyn Read> = match limit {
+    let mut reader: Box<dyn Read> = match limit {
         Some(len) => Box::new(file.take(len.saturating_sub(header_len))),
         None => Box::new(file),
     };
-    let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let mut offset = header_len;
-    let mut line = Vec::with_capacity(1024);
+    let mut offset = header_len; // file offset of buf[0]
+    let mut carry: Vec<u8> = Vec::new();
     loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
+        let mut buf = std::mem::take(&mut carry);
+        let read = (&mut reader)
+            .take(CHUNK)
+            .read_to_end(&mut buf)
             .map_err(Error::io(path))?;
-        if n == 0 {
-            return Ok(offset);
+        let eof = read == 0;
+        let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        carry = buf[complete..].to_vec();
+        buf.truncate(complete);
+        let lines: Vec<&[u8]> = buf
+            .split_inclusive(|&b| b == b'\n')
+            .map(|l| &l[..l.len() - 1])
+            .collect();
+        let checks = check_lines_parallel(keys, *chain, &lines);
+        for (line, check) in lines.iter().zip(&checks) {
+            match (check.seq, check.stored) {
+                (Some(seq), Some(stored)) if seq == *expected && check.mac_ok => {
+                    *chain = blake3::Hash::from_bytes(stored);
+                    if wanted.contains(&seq) {
+                        chains.insert(seq, *chain);
+                    }
+                    visit(seq, line)?;
+                    *expected += 1;
+                    offset += line.len() as u64 + 1;
+                }
+                _ => {
+                    let kind = classify(keys, path, offset, *expected, line, check.seq)?;
+                    return Err(Error::integrity(kind, path, Some(offset), Some(*expected)));
+                }
+            }
         }
-        if line.last() != Some(&b'\n') {
+        if let Some(last) = lines.last() {
+            last_line.clear();
+            last_line.extend_from_slice(last);
+        }
+        if eof {
+            if carry.is_empty() {
+                return Ok(offset);
+            }
             if may_be_torn && limit.is_none() {
                 return Err(Error::TornTail {
                     path: path.to_owned(),
                     offset,
                     seq: *expected,
-                    len: n as u64,
+                    len: carry.len() as u64,
                 });
             }
             return Err(Error::integrity(
@@ -621,27 +734,6 @@ fn scan_records(
                 Some(offset),
                 Some(*expected),
             ));
-        }
-        line.pop();
-        let seq = format::record_seq(&line);
-        let macs = format::record_chain(keys, chain, &line);
-        match (seq, macs) {
-            (Some(seq), Some((computed, stored)))
-                if seq == *expected && computed == blake3::Hash::from_bytes(stored) =>
-            {
-                *chain = computed;
-                if wanted.contains(&seq) {
-                    chains.insert(seq, computed);
-                }
-                visit(seq, &line)?;
-                *expected += 1;
-                offset += n as u64;
-                std::mem::swap(last_line, &mut line);
-            }
-            _ => {
-                let kind = classify(keys, path, offset, *expected, &line, seq)?;
-                return Err(Error::integrity(kind, path, Some(offset), Some(*expected)));
-            }
         }
     }
 }
@@ -803,4 +895,115 @@ pub(crate) fn check_checkpoints(
         }
     }
     Ok((checkpoints.len(), predating))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Actor, AuditEvent, Origin, RecordRef};
+    use chrono::{TimeZone, Utc};
+    use rand::SeedableRng;
+
+    /// A one-period log of `n` records written directly with the format functions (fast enough
+    /// to exercise the parallel verification of large chunks in a debug build).
+    fn big_log(dir: &Path, keys: &AuditKeys, n: u64) -> PathBuf {
+        let log_id = Uuid::from_u128(42);
+        let time = Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).unwrap();
+        let header = Header {
+            jfiv_audit: 1,
+            log_id,
+            period: "2026-03".into(),
+            first_seq: 0,
+            prev_chain: keys.genesis(&log_id).to_hex().to_string(),
+            prev_period: None,
+            key_fingerprint: keys.fingerprint().to_owned(),
+            created_at: time,
+        };
+        let mut bytes = header.encode(keys);
+        let mut chain = keys.genesis(&log_id);
+        for seq in 0..n {
+            let event = AuditEvent::new(
+                time,
+                Actor::new(format!("u{}", seq % 7), "clinician"),
+                Origin::Local {
+                    workstation: "w".into(),
+                },
+                Action::RecordRead,
+            )
+            .with_record(RecordRef::patient(format!("P{seq}")));
+            chain = format::encode_record(keys, &chain, seq, &event, &mut bytes).unwrap();
+        }
+        let path = dir.join("2026-03.jsonl");
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn edit(path: &Path, f: impl FnOnce(&mut Vec<Vec<u8>>)) -> Vec<u8> {
+        let original = std::fs::read(path).unwrap();
+        let mut lines: Vec<Vec<u8>> = original
+            .split_inclusive(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect();
+        f(&mut lines);
+        std::fs::write(path, lines.concat()).unwrap();
+        original
+    }
+
+    fn offset_of(path: &Path, line: usize) -> u64 {
+        std::fs::read(path)
+            .unwrap()
+            .split_inclusive(|&b| b == b'\n')
+            .take(line)
+            .map(|l| l.len() as u64)
+            .sum()
+    }
+
+    #[test]
+    fn parallel_verification_finds_damage_at_part_boundaries_and_inside_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = AuditKeys::generate(&mut rand::rngs::StdRng::seed_from_u64(5));
+        let n = 3 * PARALLEL_MIN_LINES as u64;
+        let path = big_log(dir.path(), &keys, n);
+        assert_eq!(verify(dir.path(), &keys, &[]).unwrap().records, n);
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get().min(8));
+        let boundary = (n as usize).div_ceil(threads.max(2)); // first record of a later part
+        for seq in [boundary, boundary - 1, 1, n as usize - 1, 7777] {
+            let offset = offset_of(&path, 1 + seq);
+            let original = edit(&path, |lines| {
+                let line = &mut lines[1 + seq];
+                let at = line.len() / 2;
+                line[at] ^= 0x01;
+            });
+            match verify(dir.path(), &keys, &[]) {
+                Err(Error::Integrity {
+                    seq: found,
+                    offset: at,
+                    ..
+                }) => {
+                    assert_eq!(found, Some(seq as u64));
+                    assert_eq!(at, Some(offset));
+                }
+                other => panic!("seq {seq}: {other:?}"),
+            }
+            std::fs::write(&path, original).unwrap();
+        }
+        let original = edit(&path, |lines| {
+            lines.remove(1 + boundary);
+        });
+        match verify(dir.path(), &keys, &[]) {
+            Err(Error::Integrity { kind, seq, .. }) => {
+                assert_eq!(
+                    kind,
+                    IntegrityKind::Deleted {
+                        expected: boundary as u64,
+                        found: boundary as u64 + 1
+                    }
+                );
+                assert_eq!(seq, Some(boundary as u64));
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&path, original).unwrap();
+        assert_eq!(verify(dir.path(), &keys, &[]).unwrap().records, n);
+    }
 }
