@@ -134,3 +134,10 @@ pub use profile::{Permission, Profile, RoleMapping};
 pub use random::Randomness;
 pub use remote::{AccessClass, IdentityField, Refusal, RemoteAccessPolicy};
 pub use session::{Session, SessionInfo, SessionPolicy, SessionToken, Sessions};
+
+/// The secret-string type of passwords, re-exported so that callers need not depend on
+/// `secrecy` themselves.
+pub use secrecy::SecretString;
+
+/// The DER certificate type of [`ConnectionContext::client_chain`], re-exported.
+pub use rustls_pki_types::CertificateDer;

@@ -544,6 +544,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn default_options_hash_at_the_owasp_floor_with_the_strict_cnil_policy() {
+        let o = LocalOptions::default();
+        assert_eq!(o.hash, HashParams::OWASP_MIN);
+        assert!(o.hash.meets_owasp_floor());
+        assert_eq!(o.password_policy, PasswordPolicy::STANDALONE);
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalAccounts::open(dir.path().join("a.json"), o).unwrap();
+        let (params, salt) = HashParams::of_phc(store.dummy_hash()).unwrap();
+        assert_eq!(params, HashParams::OWASP_MIN);
+        assert!(salt >= 16);
+    }
+
+    #[test]
     fn dummy_hash_uses_the_store_parameters() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
