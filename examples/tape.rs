@@ -1,0 +1,527 @@
+//! The tape procedure on a virtual library: label tapes, see the inventory, record moves
+//! between the drive, the server room and the offsite room, write tonight's backup, verify it,
+//! rebuild the catalog from the tapes, and check that the tapes are in the right room.
+//!
+//! ```text
+//! cargo run --release --example tape -- --lib /tmp/jfiv-lib init --slots 8
+//! cargo run --release --example tape -- --lib /tmp/jfiv-lib label --barcode JFV001L6 --pool daily
+//! JFIV_PASSPHRASE=... cargo run --release --example tape -- --lib /tmp/jfiv-lib write --source /var/lib/jfiv
+//! cargo run --release --example tape -- --lib /tmp/jfiv-lib move --tape JFV001L6 --to offsite --by op.durand
+//! cargo run --release --example tape -- --lib /tmp/jfiv-lib check
+//! ```
+//!
+//! The library directory holds `library.json` and `tapes/*.vtape` (the virtual library),
+//! `catalog.json` (the tape catalog), `locations.json` (where each tape is, with its history),
+//! `audit-tape.jsonl` (the audit events of this example; a site sends them to its audit log) and
+//! `repository.key` (the key file, sealed with the passphrase read from `JFIV_PASSPHRASE`, never
+//! from the command line).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use jfiv::audit::{AuditSink, Clock, MemorySink, Query, SystemClock};
+use jfiv::backup::tape::{
+    Catalog, ChangerPurpose, Custody, LibraryChanger, LocationConfig, LocationRegister, MediaLabel,
+    Place, Pool, RestoreFromTape, RotationPolicy, SessionOptions, TapeTarget, Uuid, VirtualLibrary,
+    VirtualTapeSpec, WritePosition, check_locations, format, label_tape, media, plan_tonight,
+    restore_session, scan_tape, verify_session,
+};
+use jfiv::backup::{
+    BackupOptions, DirectorySource, ExtractOptions, KdfParams, KeyFile, NoProgress, RepositoryKey,
+    Selection,
+};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Parser)]
+#[command(about = "Tapes of the JFIV database backup, on a virtual library directory")]
+struct Cli {
+    /// The virtual library directory.
+    #[arg(long, default_value = "jfiv-tape-library")]
+    lib: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an empty virtual library with named slots.
+    Init {
+        /// Number of slots (named slot-01, slot-02...).
+        #[arg(long, default_value_t = 8)]
+        slots: usize,
+    },
+    /// Create a blank cartridge (if needed) and write its jfiv label (refused while its retention runs).
+    Label {
+        /// The barcode.
+        #[arg(long)]
+        barcode: String,
+        /// daily, weekly or monthly.
+        #[arg(long)]
+        pool: String,
+        /// Capacity of a new virtual cartridge, in MB.
+        #[arg(long, default_value_t = 2048)]
+        capacity_mb: u64,
+        /// Relabel a jfiv tape the catalog does not know.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the tapes: pool, slot, location, sessions, verification, expiry.
+    Inventory,
+    /// Record that a tape was moved (chain of custody, audited).
+    Move {
+        /// The barcode.
+        #[arg(long)]
+        tape: String,
+        /// drive, server-room or offsite.
+        #[arg(long)]
+        to: String,
+        /// Who moved it (personal user id).
+        #[arg(long)]
+        by: String,
+    },
+    /// Back a directory up to tonight's tape (chosen by the rotation), then verify it.
+    Write {
+        /// The directory to back up (e.g. the database export directory).
+        #[arg(long)]
+        source: PathBuf,
+        /// Skip the read-back verification (not recommended).
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Read a session back and authenticate every chunk with the key.
+    Verify {
+        /// The tape holding the session's first volume.
+        #[arg(long)]
+        tape: String,
+        /// The tape file of the session (1 for the first session after the label).
+        #[arg(long, default_value_t = 1)]
+        file: u64,
+    },
+    /// Rebuild the catalog from the tapes alone (when the disk catalog is lost).
+    Scan,
+    /// Report tapes in the wrong room (last night's still near the server, tonight's offsite).
+    Check,
+    /// Restore a session into a directory.
+    Restore {
+        /// The tape holding the session's first volume.
+        #[arg(long)]
+        tape: String,
+        /// The tape file of the session.
+        #[arg(long, default_value_t = 1)]
+        file: u64,
+        /// Destination directory.
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+struct Site {
+    dir: PathBuf,
+    policy: RotationPolicy,
+    places: LocationConfig,
+}
+
+impl Site {
+    fn catalog(&self) -> Res<Catalog> {
+        Ok(Catalog::load(&self.dir.join("catalog.json"))?)
+    }
+    fn save_catalog(&self, c: &Catalog) -> Res<()> {
+        Ok(c.save(&self.dir.join("catalog.json"))?)
+    }
+    fn register(&self) -> Res<LocationRegister> {
+        Ok(LocationRegister::load(&self.dir.join("locations.json"))?)
+    }
+    fn key(&self) -> Res<RepositoryKey> {
+        let pass = std::env::var("JFIV_PASSPHRASE")
+            .map_err(|_| "set JFIV_PASSPHRASE to the key file's passphrase")?;
+        let pass = secrecy::SecretString::from(pass);
+        let path = self.dir.join("repository.key");
+        if path.exists() {
+            Ok(KeyFile::read(&path)?.open(&pass)?)
+        } else {
+            let key = RepositoryKey::generate();
+            KeyFile::seal(&key, &pass, KdfParams::default())?.write(&path)?;
+            println!(
+                "created the repository key file {} (print its paper key for the safe)",
+                path.display()
+            );
+            Ok(key)
+        }
+    }
+    /// Appends the audit events of this run to `audit-tape.jsonl`.
+    async fn keep_audit(&self, sink: &MemorySink) -> Res<()> {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("audit-tape.jsonl"))?;
+        for r in sink.query(&Query::all()).await? {
+            writeln!(f, "{}", serde_json::to_string(&r.event)?)?;
+        }
+        f.sync_all()?;
+        Ok(())
+    }
+}
+
+fn tonight(site: &Site, catalog: &Catalog, now: chrono::DateTime<chrono::Utc>) -> Option<String> {
+    plan_tonight(&catalog.inventory(), &site.policy, now)
+        .ok()
+        .map(|p| p.tape)
+}
+
+fn main() -> Res<()> {
+    let cli = Cli::parse();
+    let site = Site {
+        dir: cli.lib.clone(),
+        policy: RotationPolicy::default(),
+        places: LocationConfig::default(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let now = clock.now();
+    let host = jfiv::backup::hostname();
+    match cli.command {
+        Command::Init { slots } => {
+            let names: Vec<String> = (1..=slots).map(|i| format!("slot-{i:02}")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            VirtualLibrary::create(&site.dir, &refs)?;
+            println!("library with {slots} slots in {}", site.dir.display());
+        }
+        Command::Label {
+            barcode,
+            pool,
+            capacity_mb,
+            force,
+        } => {
+            let pool: Pool = pool.parse()?;
+            let mut lib = VirtualLibrary::open(&site.dir)?;
+            if !lib.image_path(&barcode).exists() {
+                let slot = lib
+                    .slots()
+                    .find(|(_, b)| b.is_none())
+                    .map(|(s, _)| s.to_owned())
+                    .ok_or("no free slot")?;
+                lib.add_tape(
+                    &slot,
+                    &VirtualTapeSpec {
+                        barcode: barcode.clone(),
+                        capacity: capacity_mb * 1_000_000,
+                        early_warning_zone: 64 << 20,
+                    },
+                )?;
+            }
+            let mut catalog = site.catalog()?;
+            let label = MediaLabel::new(Uuid::new_v4(), &barcode, pool, now);
+            let mut tape = lib.load(&barcode)?;
+            label_tape(
+                &mut tape,
+                &label,
+                &catalog.inventory(),
+                &site.policy,
+                now,
+                force,
+            )?;
+            catalog.add_label(label);
+            site.save_catalog(&catalog)?;
+            let sink = MemorySink::new();
+            let mut reg = site.register()?;
+            let custody = Custody {
+                config: &site.places,
+                clock: &*clock,
+                sink: &sink,
+                host: &host,
+            };
+            if reg.place_of(&barcode).is_none() {
+                rt.block_on(reg.record_move(
+                    &barcode,
+                    Place::ServerRoom,
+                    "tape-example",
+                    &custody,
+                ))?;
+                reg.save(&site.dir.join("locations.json"))?;
+            }
+            rt.block_on(site.keep_audit(&sink))?;
+            println!("labelled {barcode}");
+        }
+        Command::Inventory => {
+            let lib = VirtualLibrary::open(&site.dir)?;
+            let catalog = site.catalog()?;
+            let reg = site.register()?;
+            let next = tonight(&site, &catalog, now);
+            println!(
+                "tonight's tape: {}",
+                next.as_deref().unwrap_or("none available")
+            );
+            for info in catalog.inventory() {
+                let b = &info.label.barcode;
+                println!(
+                    "{b}  pool {}  slot {}  location {}  last written {}  expires {}",
+                    info.label.pool,
+                    lib.slot_of(b).unwrap_or("-"),
+                    reg.place_of(b).map_or("unknown", |p| site.places.name(p)),
+                    info.last_written.map_or("never".into(), |w| w.to_rfc3339()),
+                    info.expires(&site.policy)
+                        .map_or("-".into(), |e| e.to_rfc3339()),
+                );
+                for s in catalog.sessions_on(b) {
+                    let v = s.catalog.volumes.iter().find(|v| &v.tape == b);
+                    println!(
+                        "    file {}  snapshot {}  {} chunks  {} bytes  {}  {}",
+                        v.map_or(0, |v| v.file),
+                        s.catalog.snapshot,
+                        s.catalog.chunks,
+                        s.catalog.chunk_bytes,
+                        if s.complete { "complete" } else { "INCOMPLETE" },
+                        s.verifications
+                            .last()
+                            .map_or("not verified".into(), |r| if r.ok {
+                                format!("verified {}", r.at.to_rfc3339())
+                            } else {
+                                format!("VERIFY FAILED: {}", r.error.clone().unwrap_or_default())
+                            }),
+                    );
+                }
+            }
+        }
+        Command::Move { tape, to, by } => {
+            let place = site.places.parse(&to)?;
+            let mut lib = VirtualLibrary::open(&site.dir)?;
+            let mut reg = site.register()?;
+            let sink = MemorySink::new();
+            let custody = Custody {
+                config: &site.places,
+                clock: &*clock,
+                sink: &sink,
+                host: &host,
+            };
+            let mv = rt.block_on(reg.record_move(&tape, place, &by, &custody))?;
+            reg.save(&site.dir.join("locations.json"))?;
+            rt.block_on(site.keep_audit(&sink))?;
+            match place {
+                Place::Offsite if lib.slot_of(&tape).is_some() => lib.take_out(&tape)?,
+                Place::Drive | Place::ServerRoom if lib.slot_of(&tape).is_none() => {
+                    let slot = lib
+                        .slots()
+                        .find(|(_, b)| b.is_none())
+                        .map(|(s, _)| s.to_owned())
+                        .ok_or("no free slot")?;
+                    lib.put_in(&tape, &slot)?;
+                }
+                _ => {}
+            }
+            println!(
+                "{tape}: {} -> {} by {} at {}",
+                mv.from.map_or("?", |p| site.places.name(p)),
+                site.places.name(mv.to),
+                mv.by,
+                mv.at
+            );
+        }
+        Command::Write { source, no_verify } => {
+            let key = site.key()?;
+            let lib = VirtualLibrary::open(&site.dir)?;
+            let mut catalog = site.catalog()?;
+            let inventory = catalog.inventory();
+            let plan = plan_tonight(&inventory, &site.policy, now)?;
+            println!(
+                "tonight ({}): pool {}, tape {} ({:?})",
+                plan.night, plan.pool, plan.tape, plan.choice
+            );
+            let mut device = lib.load(&plan.tape)?;
+            let label =
+                media::identify_for_writing(&mut device, &plan, &inventory, &site.policy, now)?;
+            let others: Vec<String> = inventory
+                .iter()
+                .filter(|m| m.label.pool == plan.pool && m.label.barcode != plan.tape)
+                .map(|m| m.label.barcode.clone())
+                .collect();
+            let changer_lib: &'static VirtualLibrary =
+                Box::leak(Box::new(VirtualLibrary::open(&site.dir)?));
+            let changer = LibraryChanger::new(
+                changer_lib,
+                others,
+                ChangerPurpose::Write {
+                    inventory: inventory.clone(),
+                    policy: site.policy.clone(),
+                    now,
+                },
+            );
+            let options = SessionOptions {
+                snapshot: "nightly".into(),
+                source: "jfiv-db".into(),
+                host: host.clone(),
+                pool: plan.pool.clone(),
+                block_size: format::MAX_BLOCK_SIZE,
+                position: WritePosition::AfterLabel,
+            };
+            let src = DirectorySource::new("jfiv-db").root_as(&source, "jfiv-db");
+            let started = std::time::Instant::now();
+            let result = rt.block_on(async {
+                let target = TapeTarget::start(
+                    Box::new(device),
+                    label,
+                    options,
+                    Box::new(changer),
+                    Arc::clone(&clock),
+                )
+                .await?;
+                let backup = jfiv::backup::backup(
+                    &src,
+                    &target,
+                    &key,
+                    None,
+                    &BackupOptions::default(),
+                    &NoProgress,
+                )
+                .await;
+                let finished = target.finish().await;
+                Ok::<_, jfiv::backup::Error>((backup?, finished?))
+            });
+            let (report, (summary, _device)) = result?;
+            catalog.record_session(&summary);
+            site.save_catalog(&catalog)?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "snapshot {} written: {} files, {} MB read, {:.0} MB/s, volumes {:?}",
+                report.manifest.snapshot,
+                report.stats.files,
+                report.stats.bytes_read / 1_000_000,
+                report.stats.bytes_read as f64 / 1e6 / secs,
+                summary
+                    .catalog
+                    .volumes
+                    .iter()
+                    .map(|v| (&v.tape, v.file))
+                    .collect::<Vec<_>>()
+            );
+            if !no_verify {
+                let first = &summary.catalog.volumes[0];
+                verify(
+                    &site,
+                    &lib,
+                    &key,
+                    &first.tape,
+                    first.file,
+                    &mut catalog,
+                    &*clock,
+                )?;
+            }
+        }
+        Command::Verify { tape, file } => {
+            let key = site.key()?;
+            let lib = VirtualLibrary::open(&site.dir)?;
+            let mut catalog = site.catalog()?;
+            verify(&site, &lib, &key, &tape, file, &mut catalog, &*clock)?;
+        }
+        Command::Scan => {
+            let lib = VirtualLibrary::open(&site.dir)?;
+            let mut catalog = Catalog::default();
+            for b in lib.barcodes()? {
+                match lib.load(&b) {
+                    Ok(mut t) => {
+                        let scan = scan_tape(&mut t)?;
+                        for f in &scan.files {
+                            println!(
+                                "{b} file {}: {}",
+                                f.file,
+                                f.error.clone().unwrap_or_else(|| format!(
+                                    "{} chunks, snapshots {:?}",
+                                    f.chunks, f.snapshots
+                                ))
+                            );
+                        }
+                        catalog.merge_scan(&scan);
+                    }
+                    Err(e) => println!("{b}: not scanned ({e}); bring it back to the library"),
+                }
+            }
+            site.save_catalog(&catalog)?;
+            println!(
+                "catalog rebuilt: {} tapes, {} sessions",
+                catalog.tapes.len(),
+                catalog.sessions.len()
+            );
+        }
+        Command::Check => {
+            let catalog = site.catalog()?;
+            let reg = site.register()?;
+            let next = tonight(&site, &catalog, now);
+            let alerts = check_locations(&reg, &catalog, next.as_deref(), &site.places, now);
+            if alerts.is_empty() {
+                println!("OK: every tape is where the procedure wants it");
+            }
+            for a in &alerts {
+                println!("ALERT: {}", serde_json::to_string(a)?);
+            }
+            if !alerts.is_empty() {
+                std::process::exit(1);
+            }
+        }
+        Command::Restore { tape, file, to } => {
+            let key = site.key()?;
+            let lib = VirtualLibrary::open(&site.dir)?;
+            let mut reader = LibraryChanger::new(&lib, lib.barcodes()?, ChangerPurpose::Read);
+            let report = restore_session(
+                Box::new(lib.load(&tape)?),
+                file,
+                &mut reader,
+                &key,
+                RestoreFromTape {
+                    manifest: None,
+                    selection: &Selection::all(),
+                    dest: &to,
+                    options: ExtractOptions::default(),
+                },
+            )?;
+            println!(
+                "restored {} files ({} bytes); {} failed",
+                report.files,
+                report.bytes,
+                report.failed.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn verify(
+    site: &Site,
+    lib: &VirtualLibrary,
+    key: &RepositoryKey,
+    tape: &str,
+    file: u64,
+    catalog: &mut Catalog,
+    clock: &dyn Clock,
+) -> Res<()> {
+    let mut reader = LibraryChanger::new(lib, lib.barcodes()?, ChangerPurpose::Read);
+    let v = verify_session(Box::new(lib.load(tape)?), file, &mut reader, key, clock)?;
+    let id = catalog
+        .sessions
+        .values()
+        .find(|s| {
+            s.catalog
+                .volumes
+                .first()
+                .is_some_and(|v| v.tape == tape && v.file == file)
+        })
+        .map(|s| s.catalog.session);
+    println!(
+        "verify {tape} file {file}: {} ({} chunks, {:.0} MB/s)",
+        if v.result.ok {
+            "OK".to_owned()
+        } else {
+            format!("FAILED: {}", v.result.error.clone().unwrap_or_default())
+        },
+        v.result.chunks,
+        v.result.bytes as f64 / 1e6 / v.result.seconds.max(1e-9)
+    );
+    if let Some(id) = id {
+        catalog.record_verify(id, v.result)?;
+        site.save_catalog(catalog)?;
+    }
+    Ok(())
+}
