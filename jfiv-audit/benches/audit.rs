@@ -8,7 +8,8 @@
 //!
 //! Sizes (environment, all optional): `JFIV_BENCH_RAW` fsync'd raw writes (default 2000),
 //! `JFIV_BENCH_APPENDS_1` (default 2000), `JFIV_BENCH_APPENDS_16` (default 100000),
-//! `JFIV_BENCH_VERIFY` records verified (default 1000000).
+//! `JFIV_BENCH_VERIFY` records verified (default 1000000); `JFIV_BENCH_DIR` the directory in
+//! which the temporary directory is made (default: the system's, e.g. `/tmp`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -117,7 +118,10 @@ fn main() -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     let keys = Arc::new(AuditKeys::generate(&mut rand::rngs::OsRng));
-    let tmp = tempfile::tempdir()?;
+    let tmp = match std::env::var_os("JFIV_BENCH_DIR") {
+        Some(dir) => tempfile::tempdir_in(dir)?,
+        None => tempfile::tempdir()?,
+    };
     println!(
         "jfiv-audit benchmark, temporary directory {}",
         tmp.path().display()

@@ -51,6 +51,11 @@ impl AuditKeys {
         Self::from_parts(mac, signing)
     }
 
+    /// Fresh keys from the operating system's generator (`OsRng`).
+    pub fn generate_from_os() -> Self {
+        Self::generate(&mut rand::rngs::OsRng)
+    }
+
     fn from_parts(mac: Zeroizing<[u8; 32]>, signing: SigningKey) -> Self {
         let chain_key = Zeroizing::new(blake3::derive_key(CHAIN_CONTEXT, mac.as_ref()));
         let header_key = Zeroizing::new(blake3::derive_key(HEADER_CONTEXT, mac.as_ref()));

@@ -41,13 +41,22 @@ impl fmt::Display for VerifyReport {
         let pruned = self.periods.iter().filter(|p| p.pruned).count();
         write!(
             f,
-            "audit log {} intact: {} records (seq 0..{}), {} retained in {} periods ({} pruned, sealed), {} checkpoint(s) checked, head {}",
+            "audit log {} intact: {} records (seq 0 to {}), {} retained in {} period(s)",
             self.log_id,
             self.records,
-            self.records,
+            self.records as i128 - 1,
             self.retained_records,
             self.periods.len() - pruned,
-            pruned,
+        )?;
+        if pruned > 0 {
+            write!(
+                f,
+                ", {pruned} pruned period(s) accounted for by their seals"
+            )?;
+        }
+        write!(
+            f,
+            ", {} checkpoint(s) checked, head {}",
             self.checkpoints_checked,
             &self.chain_head[..16.min(self.chain_head.len())],
         )
