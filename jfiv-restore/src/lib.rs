@@ -59,9 +59,10 @@
 //! ```
 //!
 //! ## The tape side
-//! Tapes are read through the [`TapeAccess`] trait ([`MemoryTapes`] in memory). The tape
-//! subsystem of `jfiv-backup` provides the drive and virtual-library implementation and the
-//! catalog the [`Inventory`] is built from.
+//! Tapes are read through the [`TapeAccess`] trait: [`LibraryTapes`] over a
+//! [`jfiv_backup::tape::VirtualLibrary`], [`MemoryTapes`] in memory. The tape part of the
+//! [`Inventory`] comes from the tape [`Catalog`](jfiv_backup::tape::Catalog), kept on disk or
+//! rebuilt by a scan of the tapes ([`Inventory::add_tape_catalog`]).
 //!
 //! ## Databases
 //! A SQLite database is restored as the file the backup copied, then opened, checked with
@@ -79,6 +80,7 @@ mod drill;
 mod error;
 mod execute;
 mod inventory;
+mod library;
 mod plan;
 mod request;
 mod tape;
@@ -97,6 +99,7 @@ pub use inventory::{
     CatalogOrigin, DiskSnapshot, Inventory, KeyMaterial, Location, MeasureKind, Measurement,
     TapeSession, TapeVolume, Verification, disk_verification,
 };
+pub use library::{LibraryTapes, location_of};
 pub use plan::{
     ChosenBackup, KeyPlan, Layout, Medium, Rates, Refused, RestorePlan, Role, Rpo, Step, StepKind,
 };

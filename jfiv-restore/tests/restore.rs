@@ -1208,3 +1208,139 @@ mod drills {
         assert!(drill_event.event.details.contains("measured RTO"));
     }
 }
+
+/// The real tape subsystem: a virtual library, the tape target, a scan.
+mod tape_scan {
+    use super::*;
+    use jfiv_backup::tape::format::{DEFAULT_BLOCK_SIZE, write_label};
+    use jfiv_backup::tape::{
+        Catalog, LocationConfig, LocationRegister, MediaLabel, NoMoreTapes, Pool, SessionOptions,
+        TapeTarget, VirtualLibrary, VirtualTapeSpec, WritePosition, scan_tape,
+    };
+
+    #[test]
+    fn restore_with_the_disk_catalog_deleted_works_from_a_tape_scan_of_a_virtual_library() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_dir = dir.path().join("server/var/lib/jfiv");
+        std::fs::create_dir_all(&db_dir).unwrap();
+        make_db(&db_dir.join("jfiv.sqlite"), 300);
+        let mut lib = VirtualLibrary::create(dir.path().join("library"), &["s0", "s1"]).unwrap();
+        let mut labels = Vec::new();
+        for (i, slot) in ["s0", "s1"].iter().enumerate() {
+            let barcode = format!("JFV{i:03}L6");
+            lib.add_tape(
+                slot,
+                &VirtualTapeSpec {
+                    barcode: barcode.clone(),
+                    capacity: 256 << 20,
+                    early_warning_zone: 4 << 20,
+                },
+            )
+            .unwrap();
+            let label = MediaLabel::new(uuid::Uuid::new_v4(), &barcode, Pool::Daily, t(0));
+            write_label(&mut lib.load(&barcode).unwrap(), &label).unwrap();
+            labels.push(label);
+        }
+        let key = RepositoryKey::generate();
+        let clock: Arc<dyn jfiv_audit::Clock> = Arc::new(ManualClock::new(t(21)));
+        let rt = rt();
+        let (manifest, summary) = rt.block_on(async {
+            let target = TapeTarget::start(
+                Box::new(lib.load("JFV000L6").unwrap()),
+                labels[0].clone(),
+                SessionOptions {
+                    snapshot: "nightly".into(),
+                    source: "jfiv-db".into(),
+                    host: "jfiv-srv".into(),
+                    pool: Pool::Daily,
+                    block_size: DEFAULT_BLOCK_SIZE,
+                    position: WritePosition::AfterLabel,
+                },
+                Box::new(NoMoreTapes),
+                clock.clone(),
+            )
+            .await
+            .unwrap();
+            let tmp = dir.path().join("tmp");
+            std::fs::create_dir_all(&tmp).unwrap();
+            let src = SqliteSource::new("jfiv-db", db_dir.join("jfiv.sqlite"))
+                .entry_name("jfiv.sqlite")
+                .temp_dir(&tmp);
+            let report = backup(
+                &src,
+                &target,
+                &key,
+                None,
+                &BackupOptions::default(),
+                &NoProgress,
+            )
+            .await
+            .unwrap();
+            let (summary, _device) = target.finish().await.unwrap();
+            (report.manifest, summary)
+        });
+        assert!(summary.complete);
+        // The server room burned: no disk catalog. Scan every tape of the library.
+        let mut catalog = Catalog::default();
+        for barcode in ["JFV000L6", "JFV001L6"] {
+            let scan = scan_tape(&mut lib.load(barcode).unwrap()).unwrap();
+            catalog.merge_scan(&scan);
+        }
+        let config = LocationConfig {
+            drive: "lecteur LTO".into(),
+            server_room: "salle serveurs".into(),
+            offsite_room: "salle B".into(),
+            leave_server_room_by: chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+        };
+        let register = LocationRegister::default();
+        let mut inv = Inventory::default();
+        inv.add_tape_catalog(&catalog, &register, &config, CatalogOrigin::TapeScan);
+        inv.keys.push(KeyMaterial::PaperKey {
+            kept_at: "coffre".into(),
+        });
+        assert_eq!(inv.tape_sessions.len(), 1, "{:?}", inv.notes);
+        assert_eq!(inv.tape_sessions[0].snapshot, manifest.snapshot);
+        let dest = dir.path().join("new");
+        let plan = RestorePlan::compute(
+            &inv,
+            &RestoreRequest::whole_server(&dest).with_scope(Scope::DatabaseOnly),
+            &SystemClock,
+        )
+        .unwrap();
+        assert_eq!(plan.media[0].barcode, "JFV000L6");
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("rebuilt by scanning"))
+        );
+        let sink = Arc::new(MemorySink::new());
+        let paper = key.paper_key().text().to_string();
+        let secrets = Secrets {
+            passphrase: None,
+            paper_key: Some(SecretString::from(paper)),
+        };
+        let mut tapes = LibraryTapes::new(VirtualLibrary::open(lib.dir()).unwrap());
+        let mut ctx = ExecuteContext {
+            keys: &secrets,
+            disk_targets: BTreeMap::new(),
+            tapes: Some(&mut tapes),
+            database_hooks: vec![],
+            audit: hook(&sink),
+            progress: &NoRestoreProgress,
+            options: ExecuteOptions::new(dir.path().join("state")),
+        };
+        let report = rt.block_on(execute(&plan, &mut ctx)).unwrap();
+        assert!(report.is_complete(), "{report:#?}");
+        let restored = dest.join("var/lib/jfiv/jfiv.sqlite");
+        assert_eq!(
+            jfiv_backup::sqlite_row_counts(&restored).unwrap(),
+            manifest.databases[0].row_counts
+        );
+        assert!(
+            report
+                .checks()
+                .iter()
+                .any(|c| c.findings.iter().any(|f| f.contains("integrity_check: ok")))
+        );
+    }
+}
