@@ -582,8 +582,8 @@ fn read_header(keys: &AuditKeys, path: &Path) -> Result<(Header, u64)> {
 
 /// Bytes read (and verified) at a time.
 const CHUNK: u64 = 8 << 20;
-/// Below this many lines in a chunk, verify on the calling thread.
-const PARALLEL_MIN_LINES: usize = 4096;
+/// Below this many bytes in a chunk, verify on the calling thread.
+const PARALLEL_MIN_BYTES: usize = 1 << 20;
 
 /// What the parallel phase finds about one line, given the previous line's stored chain.
 #[derive(Clone, Copy)]
@@ -603,64 +603,85 @@ fn stored_chain(line: &[u8]) -> Option<[u8; 32]> {
     Some(stored)
 }
 
-/// Checks lines[i] against the chain value stored in lines[i-1] (`first_prev` for i = 0).
-/// Each link is independent of the others, so this runs in parallel; the sequential pass
-/// then checks the sequence numbers and that the first link starts from the verified chain.
-fn check_lines(keys: &AuditKeys, first_prev: blake3::Hash, lines: &[&[u8]], out: &mut [LineCheck]) {
+/// Splits `bytes` (complete lines, each ending in `\n`) and checks each line against the chain
+/// value stored in the line before it (`first_prev` for the first). Each link is independent
+/// of the others, so parts of a chunk run in parallel; the sequential pass then checks the
+/// sequence numbers and that the first link starts from the verified chain.
+fn check_part(keys: &AuditKeys, first_prev: blake3::Hash, bytes: &[u8]) -> Vec<(usize, LineCheck)> {
+    let mut out = Vec::with_capacity(bytes.len() / 256 + 1);
+    let mut rest = bytes;
     let mut prev = Some(first_prev);
-    for (line, check) in lines.iter().zip(out.iter_mut()) {
+    while !rest.is_empty() {
+        // `skip_until` finds the newline with the standard library's fast memchr, no copy.
+        let before = rest;
+        let n = std::io::BufRead::skip_until(&mut rest, b'\n').unwrap_or(before.len());
+        let line = &before[..n.saturating_sub(1)];
         let seq = format::record_seq(line);
-        let (mac_ok, stored) = match (
-            prev,
-            format::record_chain(keys, &prev.unwrap_or(first_prev), line),
-        ) {
-            (Some(_), Some((computed, stored))) => {
+        let (mac_ok, stored) = match prev.and_then(|p| format::record_chain(keys, &p, line)) {
+            Some((computed, stored)) => {
                 (computed == blake3::Hash::from_bytes(stored), Some(stored))
             }
-            (None, Some((_, stored))) => (false, Some(stored)),
-            (_, None) => (false, None),
+            None => (false, stored_chain(line)),
         };
-        *check = LineCheck {
-            seq,
-            stored,
-            mac_ok,
-        };
+        out.push((
+            line.len(),
+            LineCheck {
+                seq,
+                stored,
+                mac_ok,
+            },
+        ));
         prev = stored.map(blake3::Hash::from_bytes);
     }
+    out
 }
 
 fn check_lines_parallel(
     keys: &AuditKeys,
     first_prev: blake3::Hash,
-    lines: &[&[u8]],
-) -> Vec<LineCheck> {
-    let blank = LineCheck {
-        seq: None,
-        stored: None,
-        mac_ok: false,
-    };
-    let mut out = vec![blank; lines.len()];
+    bytes: &[u8],
+) -> Vec<(usize, LineCheck)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if threads <= 1 || lines.len() < PARALLEL_MIN_LINES {
-        check_lines(keys, first_prev, lines, &mut out);
-        return out;
+    if threads <= 1 || bytes.len() < PARALLEL_MIN_BYTES {
+        return check_part(keys, first_prev, bytes);
     }
-    let per = lines.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        for (i, (part, out_part)) in lines.chunks(per).zip(out.chunks_mut(per)).enumerate() {
-            // The link into this part starts from the chain stored in the line before it.
-            let prev = if i == 0 {
-                Some(first_prev)
-            } else {
-                stored_chain(lines[i * per - 1]).map(blake3::Hash::from_bytes)
-            };
-            // If the previous line has no chain value, the sequential pass stops there first.
-            if let Some(prev) = prev {
-                scope.spawn(move || check_lines(keys, prev, part, out_part));
-            }
+    // Part boundaries: just after a newline near each 1/threads of the chunk.
+    let mut bounds = vec![0];
+    for i in 1..threads {
+        let target = bytes.len() * i / threads;
+        let from = (*bounds.last().unwrap_or(&0)).max(target);
+        if let Some(nl) = bytes[from..].iter().position(|&b| b == b'\n') {
+            bounds.push(from + nl + 1);
         }
-    });
-    out
+    }
+    bounds.push(bytes.len());
+    bounds.dedup();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds
+            .windows(2)
+            .map(|w| {
+                let (start, end) = (w[0], w[1]);
+                // The link into this part starts from the chain stored in the line before it.
+                let prev = if start == 0 {
+                    Some(first_prev)
+                } else {
+                    stored_chain(&bytes[..start - 1]).map(blake3::Hash::from_bytes)
+                };
+                scope.spawn(move || match prev {
+                    Some(prev) => check_part(keys, prev, &bytes[start..end]),
+                    // The line before has no chain value: the sequential pass stops there.
+                    None => Vec::new(),
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for handle in handles {
+            // A panic in a checking thread is a bug; fall back to no result for that part,
+            // which the sequential pass reports as a malformed line.
+            all.extend(handle.join().unwrap_or_default());
+        }
+        all
+    })
 }
 
 /// Checks the records of one period file; returns the offset after the last complete line.
@@ -685,24 +706,25 @@ fn scan_records(
         Some(len) => Box::new(file.take(len.saturating_sub(header_len))),
         None => Box::new(file),
     };
-    let mut offset = header_len; // file offset of buf[0]
+    let mut offset = header_len; // file offset of the next line
     let mut carry: Vec<u8> = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK as usize + 4096);
     loop {
-        let mut buf = std::mem::take(&mut carry);
+        buf.clear();
+        buf.append(&mut carry);
         let read = (&mut reader)
             .take(CHUNK)
             .read_to_end(&mut buf)
             .map_err(Error::io(path))?;
         let eof = read == 0;
         let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        carry = buf[complete..].to_vec();
-        buf.truncate(complete);
-        let lines: Vec<&[u8]> = buf
-            .split_inclusive(|&b| b == b'\n')
-            .map(|l| &l[..l.len() - 1])
-            .collect();
-        let checks = check_lines_parallel(keys, *chain, &lines);
-        for (line, check) in lines.iter().zip(&checks) {
+        carry.extend_from_slice(&buf[complete..]);
+        let lines = &buf[..complete];
+        let checks = check_lines_parallel(keys, *chain, lines);
+        let mut at = 0usize;
+        let mut last: Option<(usize, usize)> = None;
+        for (len, check) in &checks {
+            let line = &lines[at..at + len];
             match (check.seq, check.stored) {
                 (Some(seq), Some(stored)) if seq == *expected && check.mac_ok => {
                     *chain = blake3::Hash::from_bytes(stored);
@@ -711,7 +733,9 @@ fn scan_records(
                     }
                     visit(seq, line)?;
                     *expected += 1;
-                    offset += line.len() as u64 + 1;
+                    offset += *len as u64 + 1;
+                    last = Some((at, *len));
+                    at += len + 1;
                 }
                 _ => {
                     let kind = classify(keys, path, offset, *expected, line, check.seq)?;
@@ -719,9 +743,26 @@ fn scan_records(
                 }
             }
         }
-        if let Some(last) = lines.last() {
+        if at < lines.len() {
+            // A part returned nothing (see check_lines_parallel): report the line there.
+            let end = lines[at..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(lines.len(), |p| at + p);
+            let line = &lines[at..end];
+            let kind = classify(
+                keys,
+                path,
+                offset,
+                *expected,
+                line,
+                format::record_seq(line),
+            )?;
+            return Err(Error::integrity(kind, path, Some(offset), Some(*expected)));
+        }
+        if let Some((start, len)) = last {
             last_line.clear();
-            last_line.extend_from_slice(last);
+            last_line.extend_from_slice(&lines[start..start + len]);
         }
         if eof {
             if carry.is_empty() {
@@ -971,11 +1012,17 @@ mod tests {
     fn parallel_verification_finds_damage_at_part_boundaries_and_inside_parts() {
         let dir = tempfile::tempdir().unwrap();
         let keys = AuditKeys::generate(&mut rand::rngs::StdRng::seed_from_u64(5));
-        let n = 3 * PARALLEL_MIN_LINES as u64;
+        let n = 3 * PARALLEL_MIN_BYTES as u64 / 200;
         let path = big_log(dir.path(), &keys, n);
         assert_eq!(verify(dir.path(), &keys, &[]).unwrap().records, n);
+        // The first record of the second part, as check_lines_parallel cuts the chunk.
         let threads = std::thread::available_parallelism().map_or(1, |t| t.get().min(8));
-        let boundary = (n as usize).div_ceil(threads.max(2)); // first record of a later part
+        let bytes = std::fs::read(&path).unwrap();
+        let header_len = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let records = &bytes[header_len..];
+        let target = records.len() / threads.max(2);
+        let cut = target + records[target..].iter().position(|&b| b == b'\n').unwrap() + 1;
+        let boundary = records[..cut].iter().filter(|&&b| b == b'\n').count();
         for seq in [boundary, boundary - 1, 1, n as usize - 1, 7777] {
             let offset = offset_of(&path, 1 + seq);
             let original = edit(&path, |lines| {
