@@ -651,14 +651,14 @@ pub fn check_rman_log(text: &str, log: &Path, exit_code: Option<i32>) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
 
     /// A stand-in for `expdp`: records its command line, the parameter file's content and mode,
     /// then writes a log (and dump) according to FAKE_MODE.
-    const FAKE_EXPDP: &str = r#"#!/bin/sh
+    pub(crate) const FAKE_EXPDP: &str = r#"#!/bin/sh
 echo "$@" > "$FAKE_DIR/argv"
 parfile="${1#parfile=}"
 echo "$parfile" > "$FAKE_DIR/parfile.path"
@@ -690,14 +690,14 @@ leak)
 esac
 "#;
 
-    struct Fake {
+    pub(crate) struct Fake {
         _dir: tempfile::TempDir,
-        bin: PathBuf,
-        seen: PathBuf,
-        dp: PathBuf,
+        pub(crate) bin: PathBuf,
+        pub(crate) seen: PathBuf,
+        pub(crate) dp: PathBuf,
     }
 
-    fn fake() -> Fake {
+    pub(crate) fn fake() -> Fake {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("expdp");
         fs::write(&bin, FAKE_EXPDP).unwrap();
@@ -714,9 +714,9 @@ esac
         }
     }
 
-    const PASSWORD: &str = "Tr3s-Secr3t";
+    pub(crate) const PASSWORD: &str = "Tr3s-Secr3t";
 
-    fn config(f: &Fake, mode: &str) -> ExpdpConfig {
+    pub(crate) fn config(f: &Fake, mode: &str) -> ExpdpConfig {
         let mut c = ExpdpConfig::new("JFIV", "JFIV_DP", &f.dp);
         c.program = f.bin.clone();
         c.login = Login::Password {

@@ -13,7 +13,16 @@
 //!   trailer with counts and a BLAKE3), one row in memory at a time;
 //! - [`Database`]: the small connection trait; [`export`] and [`restore`] run over it;
 //! - [`SqliteDatabase`]; with the `oracle` feature, `oracle::OracleDatabase`;
-//! - [`datapump`]: `expdp` / RMAN runs with parameter files and log checks.
+//! - [`datapump`]: `expdp` / RMAN runs with parameter files and log checks;
+//! - the backup [`Source`](crate::Source)s: [`LogicalSqliteSource`], `OracleSchemaSource`
+//!   (feature `oracle`), [`DataPumpSource`], [`RmanSource`]; and the way back:
+//!   [`extract_dump`] then [`ExtractedDump::restore_into`].
+//!
+//! A snapshot of a logical source holds one file entry, the dump (`<name>.ldump`), and a
+//! [`DatabaseInfo`](crate::DatabaseInfo) with engine [`SQLITE_LOGICAL_ENGINE`] or
+//! [`ORACLE_LOGICAL_ENGINE`] and the per-table row counts, which the restore checks again.
+//! With the `conformance` feature, the `conformance` module holds the checks every [`Database`]
+//! implementation passes (stamped with `logical_database_conformance!`).
 //!
 //! ```
 //! use jfiv_backup::logical::{export, restore, ExportOptions, RestoreOptions, SqliteDatabase};
@@ -42,6 +51,7 @@ mod error;
 pub mod format;
 #[cfg(feature = "oracle")]
 pub mod oracle;
+mod source;
 mod sqlite;
 mod transfer;
 mod value;
@@ -53,9 +63,17 @@ pub use format::{
     ReadLimits, SchemaObject, SchemaObjects, SequenceDef, SnapshotInfo, SnapshotMethod, TableCount,
     TableDef, Trailer, verify_dump,
 };
+#[cfg(feature = "oracle")]
+pub use source::OracleSchemaSource;
+pub use source::{
+    DATAPUMP_ENGINE, DataPumpSource, ExtractedDump, LogicalSqliteSource, ORACLE_LOGICAL_ENGINE,
+    RMAN_DBID_FILE, RMAN_ENGINE, RmanSource, SQLITE_LOGICAL_ENGINE, extract_dump,
+};
 pub use sqlite::{ORACLE_SEQUENCES_TABLE, SqliteDatabase, sqlite_type_for};
 pub use transfer::{ExportOptions, ExportSummary, RestoreOptions, RestoreReport, export, restore};
 pub use value::{CivilDateTime, Decimal, TzOffset, Value, ValueKind};
 
+#[cfg(test)]
+mod pipeline_tests;
 #[cfg(test)]
 mod tests;

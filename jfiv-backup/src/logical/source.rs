@@ -53,8 +53,8 @@ fn dump_scan(
         .map_err(|e| Error::io("create temporary directory in", &dir, e))?;
     let path = tmp.path().join("dump.ldump");
     let file = File::create(&path).map_err(|e| Error::io("create", &path, e))?;
-    let (file, summary) = export(db, file, &ExportOptions::at(clock.now()))
-        .map_err(|e| source_error(name, &e))?;
+    let (file, summary) =
+        export(db, file, &ExportOptions::at(clock.now())).map_err(|e| source_error(name, &e))?;
     file.sync_all().map_err(|e| Error::io("sync", &path, e))?;
     drop(file);
     let mut meta = metadata_of(&std::fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?);
@@ -139,8 +139,8 @@ impl Source for LogicalSqliteSource {
     }
 
     fn scan(&self) -> Result<Scan> {
-        let mut db =
-            SqliteDatabase::open_for_export(&self.database).map_err(|e| source_error(&self.name, &e))?;
+        let mut db = SqliteDatabase::open_for_export(&self.database)
+            .map_err(|e| source_error(&self.name, &e))?;
         dump_scan(
             &self.name,
             &self.entry_name,

@@ -55,7 +55,7 @@ fn photo(seed: u8, len: usize) -> Vec<u8> {
 }
 
 /// A JFIV-like database with every SQLite value kind, NULLs, big decimals and BLOBs.
-fn make_jfiv(path: &Path) {
+pub(crate) fn make_jfiv(path: &Path) {
     let c = Connection::open(path).unwrap();
     c.execute_batch(JFIV_SCHEMA).unwrap();
     let mut p = c

@@ -13,7 +13,7 @@
 //! - **DDL** comes from `DBMS_METADATA.GET_DDL` without storage/tablespace clauses; foreign keys,
 //!   non-constraint indexes, views, functions, procedures, packages and triggers are separate
 //!   objects; sequences are read after the data, so their values cover every exported row.
-//! - **Types**: see [`ValueKind`] and `FORMAT.md`; `LONG`, `LONG RAW`, `BFILE`, `ROWID`,
+//! - **Types**: see [`ValueKind`](crate::logical::ValueKind) and `FORMAT.md`; `LONG`, `LONG RAW`, `BFILE`, `ROWID`,
 //!   `INTERVAL`, `XMLTYPE` and object types are refused (never silently dropped).
 //! - **Restore** into an empty schema (or [`RestoreMode::ReplaceExisting`]): tables first (with
 //!   their primary-key, unique and check constraints), rows by array insert, then indexes, then
@@ -230,6 +230,22 @@ impl OracleDatabase {
             ))
         })?;
         Self::with_session(Box::new(ConnSession::new(conn)), config)
+    }
+
+    /// [`OracleDatabase::connect`] on a Tokio blocking thread, for async callers.
+    ///
+    /// # Errors
+    /// As [`OracleDatabase::connect`].
+    pub async fn connect_on_blocking_thread(config: OracleConfig) -> Result<Self> {
+        tokio::task::spawn_blocking(move || Self::connect(&config))
+            .await
+            .map_err(|e| {
+                Error::Oracle(OracleError::Database {
+                    code: None,
+                    operation: "connecting".into(),
+                    message: format!("the connection thread failed: {e}"),
+                })
+            })?
     }
 
     fn with_session(mut session: Box<dyn OracleSession>, config: &OracleConfig) -> Result<Self> {

@@ -670,11 +670,29 @@ fn connecting_without_a_client_library_says_to_install_instant_client() {
     }
 }
 
+#[test]
+fn connecting_from_async_code_runs_on_a_blocking_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let c = OracleConfig::new(
+        "jfiv",
+        SecretString::from("Hunter2-secret"),
+        "127.0.0.1:1/NOPE",
+    );
+    let err = rt
+        .block_on(OracleDatabase::connect_on_blocking_thread(c))
+        .unwrap_err();
+    assert!(matches!(err, Error::Oracle(_)), "{err}");
+    assert!(!err.to_string().contains("Hunter2"));
+}
+
 /// Live test against a real database: set `JFIV_TEST_ORACLE=user/password@host:port/service`
 /// (or `JFIV_TEST_ORACLE_USER`, `_PASSWORD`, `_CONNECT`). The user needs `CREATE TABLE`,
 /// `CREATE SEQUENCE`, `EXECUTE ON DBMS_FLASHBACK` and `FLASHBACK` on its own tables. It creates
 /// tables `JFIV_LT_PATIENTS` and `JFIV_LT_CYCLES` and a sequence in that schema, exports the
-/// schema, restores it into a SQLite file, and drops what it created.
+/// schema, restores it over itself (`ReplaceExisting`: use a dedicated test user) and into a
+/// SQLite file, and drops what it created.
 #[test]
 fn live_export_of_a_real_schema_into_sqlite() {
     let Some(config) = OracleConfig::from_test_env() else {
@@ -719,6 +737,35 @@ fn live_export_of_a_real_schema_into_sqlite() {
         .collect();
     assert_eq!(counts.get("JFIV_LT_PATIENTS"), Some(&2));
     assert_eq!(counts.get("JFIV_LT_CYCLES"), Some(&1));
+    // Back into Oracle: the test user's schema is restored over itself (ReplaceExisting).
+    let mut again = OracleDatabase::connect(&config).unwrap();
+    let replace = RestoreOptions {
+        mode: RestoreMode::ReplaceExisting,
+        ..RestoreOptions::default()
+    };
+    let restored = restore(&dump[..], &mut again, &replace);
+    let next = again
+        .session
+        .query_strings("SELECT TO_CHAR(JFIV_LT_SEQ.NEXTVAL) FROM DUAL", &[]);
+    let dose = again.session.query_strings(
+        "SELECT TO_CHAR(DOSE) FROM JFIV_LT_PATIENTS WHERE ID = 1",
+        &[],
+    );
+    cleanup(&mut again);
+    let report = restored.unwrap();
+    assert!(
+        report
+            .tables
+            .iter()
+            .any(|t| t.name == "JFIV_LT_PATIENTS" && t.rows == 2)
+    );
+    let next: u64 = next.unwrap()[0][0].as_deref().unwrap().parse().unwrap();
+    assert!(next >= 500, "sequence resumed at its position, got {next}");
+    assert_eq!(
+        dose.unwrap()[0][0].as_deref(),
+        Some("12345678901234567890.123456789012345678")
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let mut target =
         crate::logical::SqliteDatabase::open_for_restore(&dir.path().join("copy.db")).unwrap();
