@@ -57,6 +57,7 @@ mod extract;
 pub mod format;
 mod id;
 mod keys;
+pub mod logical;
 mod manifest;
 mod memory;
 mod progress;
