@@ -614,7 +614,7 @@ fn check_part(keys: &AuditKeys, first_prev: blake3::Hash, bytes: &[u8]) -> Vec<(
     while !rest.is_empty() {
         // `skip_until` finds the newline with the standard library's fast memchr, no copy.
         let before = rest;
-        let n = std::io::BufRead::skip_until(&mut rest, b'\n').unwrap_or(before.len());
+        let n = BufRead::skip_until(&mut rest, b'\n').unwrap_or(before.len());
         let line = &before[..n.saturating_sub(1)];
         let seq = format::record_seq(line);
         let (mac_ok, stored) = match prev.and_then(|p| format::record_chain(keys, &p, line)) {
