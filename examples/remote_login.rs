@@ -286,7 +286,7 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
             .state("bio.petit")
             .ok_or("no failure state")?;
         let wait = policy.delay_after(state.consecutive);
-        clock.set(state.last_failure.ok_or("no last failure")? + wait);
+        clock.set(state.last_failure.ok_or("no last failure")? + wait + Duration::seconds(1));
         let r = gate
             .login(
                 &creds("bio.petit", &format!("spermo{n}")),

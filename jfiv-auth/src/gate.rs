@@ -241,7 +241,7 @@ impl<A: Authenticator> AccessGate<A> {
                 };
                 let recorded = self.lockout.record_failure(user, now);
                 let details = format!(
-                    "{reason} ({} consecutive failures; {via})",
+                    "{reason} (consecutive failures: {}; {via})",
                     recorded.consecutive
                 );
                 self.audit(
@@ -633,8 +633,11 @@ mod tests {
                 break;
             }
             let policy = w.gate.lockout().policy().clone();
-            w.clock
-                .set(state.last_failure.unwrap() + policy.delay_after(state.consecutive));
+            w.clock.set(
+                state.last_failure.unwrap()
+                    + policy.delay_after(state.consecutive)
+                    + Duration::seconds(1),
+            );
             let e = w.gate.login(&guess(n), &lan()).await.unwrap_err();
             assert_eq!(e.to_string(), generic);
             n += 1;
@@ -664,7 +667,7 @@ mod tests {
                 .contains("after 10 consecutive failures")
         );
         let details: Vec<&str> = t.iter().map(|e| e.details.as_str()).collect();
-        assert!(details[0].starts_with("wrong password (1 consecutive failures"));
+        assert!(details[0].starts_with("wrong password (consecutive failures: 1;"));
         assert!(details[5].starts_with("throttled"), "{}", details[5]);
         assert!(details.last().unwrap().starts_with("account locked until"));
 

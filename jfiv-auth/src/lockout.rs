@@ -16,8 +16,8 @@ use crate::FailureReason;
 pub struct LockoutPolicy {
     /// Consecutive failures allowed before throttling starts (CNIL: 5).
     pub free_failures: u32,
-    /// Wait imposed after the first failure beyond `free_failures` (CNIL: at least a minute);
-    /// doubles with each further failure.
+    /// Wait imposed once `free_failures` failures are reached (an attempt must come strictly
+    /// later than this after the last failure); doubles with each further failure.
     pub base_delay: Duration,
     /// The most a throttling wait grows to.
     pub max_delay: Duration,
@@ -127,8 +127,9 @@ impl LockoutPolicy {
         }
         let lock_expired = matches!(state.lock, Some(Lock::Until(t)) if now >= t);
         if !lock_expired && let Some(last) = state.last_failure {
+            // Strictly longer than the delay: at `until` itself the attempt is still refused.
             let until = last + self.delay_after(state.consecutive);
-            if now < until {
+            if state.consecutive >= self.free_failures && now <= until {
                 return AttemptDecision::Refused(FailureReason::Throttled { until });
             }
         }
@@ -284,7 +285,7 @@ mod tests {
     }
 
     #[test]
-    fn five_free_failures_then_waits_of_at_least_a_minute() {
+    fn five_free_failures_then_waits_longer_than_a_minute() {
         let p = LockoutPolicy::default();
         let mut s = FailureState::default();
         let mut now = t0();
@@ -299,19 +300,22 @@ mod tests {
             p.decide(&s, last + Duration::seconds(59)),
             AttemptDecision::Refused(FailureReason::Throttled { until }) if until - last >= Duration::minutes(1)
         ));
-        assert_eq!(
+        // Strictly longer than a minute: at exactly one minute it is still refused.
+        assert!(matches!(
             p.decide(&s, last + Duration::minutes(1)),
-            AttemptDecision::Allowed
-        );
+            AttemptDecision::Refused(FailureReason::Throttled { .. })
+        ));
+        let after = last + Duration::minutes(1) + Duration::seconds(1);
+        assert_eq!(p.decide(&s, after), AttemptDecision::Allowed);
         // Each further failure doubles the wait.
-        p.record_failure(&mut s, last + Duration::minutes(1));
+        p.record_failure(&mut s, after);
         let last = s.last_failure.unwrap();
         assert!(matches!(
-            p.decide(&s, last + Duration::seconds(119)),
+            p.decide(&s, last + Duration::seconds(120)),
             AttemptDecision::Refused(FailureReason::Throttled { .. })
         ));
         assert_eq!(
-            p.decide(&s, last + Duration::minutes(2)),
+            p.decide(&s, last + Duration::seconds(121)),
             AttemptDecision::Allowed
         );
     }
@@ -331,7 +335,7 @@ mod tests {
             } else {
                 locked = r.locked;
             }
-            now += p.delay_after(i);
+            now += p.delay_after(i) + Duration::seconds(1);
         }
         let last = s.last_failure.unwrap();
         assert_eq!(locked, Some(Lock::Until(last + Duration::hours(1))));

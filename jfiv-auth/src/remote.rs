@@ -82,7 +82,8 @@ pub enum Refusal {
     },
     /// The certificate names another person than the one logging in.
     #[error(
-        "the client certificate belongs to {certificate_identity:?}, not to the user {username:?}"
+        "the client certificate belongs to {}, not to the user {username:?}",
+        who(.certificate_identity)
     )]
     IdentityMismatch {
         /// The identity found in the certificate (`None` when the configured field is absent).
@@ -90,6 +91,13 @@ pub enum Refusal {
         /// The login name.
         username: String,
     },
+}
+
+fn who(identity: &Option<String>) -> String {
+    match identity {
+        Some(id) => format!("{id:?}"),
+        None => "nobody named in the configured field".to_owned(),
+    }
 }
 
 impl Refusal {
