@@ -20,7 +20,13 @@ use crate::{
     SessionPolicy, SessionToken, Sessions,
 };
 
-/// The audited gate in front of JFIV. See the [module docs](self).
+/// The audited gate in front of JFIV.
+///
+/// A login goes: remote-access policy (origin, certificate) -> throttling and lockout ->
+/// [`Authenticator`] -> profile -> session. Every decision, success or refusal, becomes an
+/// [`AuditEvent`] with the actor, the origin (LAN workstation, or VPN address and certificate
+/// fingerprint) and the precise reason in `details`. If the audit trail does not take the
+/// record, the login is refused: no unaudited access (fail closed).
 pub struct AccessGate<A> {
     authenticator: A,
     policy: RemoteAccessPolicy,

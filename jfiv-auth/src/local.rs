@@ -67,7 +67,10 @@ pub struct AccountSummary {
     pub password_changed: DateTime<Utc>,
 }
 
-/// A file-backed account store. See the [module docs](self).
+/// A file-backed account store with argon2id password hashes.
+///
+/// The file is JSON, rewritten atomically (temporary file in the same directory, `fsync`,
+/// rename, `fsync` of the directory) with mode 0600; a file readable by others is refused.
 ///
 /// User names are exact (case-sensitive), 1 to 64 characters without spaces or control
 /// characters. Only one process may write a given file at a time (there is no cross-process

@@ -117,7 +117,14 @@ pub(crate) fn classify(f: &OracleFailure, user: &str, database: &str) -> Error {
     }
 }
 
-/// Authenticates users with their own Oracle account. See the [module docs](self).
+/// Authenticates users with their own Oracle account.
+///
+/// Connects with the `oracle` crate on a blocking thread, reads `SESSION_ROLES` and maps them
+/// to a profile with a [`RoleMapping`]. ORA-01017 and ORA-28000 give the same
+/// [`Error::InvalidCredentials`] (the code is kept for the audit trail); ORA-28001 gives
+/// [`Error::PasswordExpired`]; ORA-28002 a [`Notice::PasswordExpiresSoon`]; listener and TNS
+/// errors [`Error::DatabaseUnavailable`]; DPI-1047 (no Oracle client library)
+/// [`Error::OracleClientMissing`], which says to install Oracle Instant Client.
 #[derive(Clone)]
 pub struct OracleAuthenticator {
     backend: Arc<dyn OracleBackend>,
