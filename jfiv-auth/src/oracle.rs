@@ -397,6 +397,7 @@ mod tests {
             )
             .await
             .unwrap_err();
+        eprintln!("real Oracle backend, no database: {e}");
         assert!(
             matches!(
                 e.kind(),
