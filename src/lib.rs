@@ -7,6 +7,14 @@
 //! - [`auth`]: authentication, profiles and remote access ([`jfiv_auth`]);
 //! - [`backup`]: encrypted, deduplicated backups to disk and tape ([`jfiv_backup`]);
 //! - [`restore`]: restore plans, the degraded procedure and drills ([`jfiv_restore`]).
+//!
+//! And the composition a hospital runs:
+//!
+//! - [`site`]: the site configuration file (`examples/hospital.toml`), validated with line
+//!   numbers before anything runs;
+//! - [`demo`]: a synthetic demo site (obviously fake patients, cycles, embryos; an
+//!   application-server tree);
+//! - [`monitor`]: the Nagios/Centreon evaluation of a site's state (a pure function);
 
 #![deny(rustdoc::broken_intra_doc_links)]
 
@@ -14,3 +22,7 @@ pub use jfiv_audit as audit;
 pub use jfiv_auth as auth;
 pub use jfiv_backup as backup;
 pub use jfiv_restore as restore;
+
+pub mod demo;
+pub mod monitor;
+pub mod site;
