@@ -23,9 +23,9 @@ use clap::{Parser, Subcommand};
 use jfiv::audit::{AuditSink, Clock, MemorySink, Query, SystemClock};
 use jfiv::backup::tape::{
     Catalog, ChangerPurpose, Custody, LibraryChanger, LocationConfig, LocationRegister, MediaLabel,
-    Place, Pool, RestoreFromTape, RotationPolicy, SessionOptions, TapeTarget, Uuid, VirtualLibrary,
-    VirtualTapeSpec, WritePosition, check_locations, format, label_tape, media, plan_tonight,
-    restore_session, scan_tape, verify_session,
+    Place, Pool, RestoreFromTape, RotationPolicy, SessionOptions, TapeJob, Uuid, VirtualLibrary,
+    VirtualTapeSpec, WritePosition, backup_to_tape, check_locations, format, label_tape, media,
+    plan_tonight, restore_session, scan_tape, verify_session,
 };
 use jfiv::backup::{
     BackupOptions, DirectorySource, ExtractOptions, KdfParams, KeyFile, NoProgress, RepositoryKey,
@@ -359,38 +359,34 @@ fn main() -> Res<()> {
                 position: WritePosition::AfterLabel,
             };
             let src = DirectorySource::new("jfiv-db").root_as(&source, "jfiv-db");
+            let all = lib.barcodes()?;
+            let verify_changer = LibraryChanger::new(changer_lib, all, ChangerPurpose::Read);
+            let mut job = TapeJob::new(
+                Box::new(device),
+                label,
+                options,
+                Box::new(changer),
+                Box::new(verify_changer),
+                Arc::clone(&clock),
+            );
+            job.verify = !no_verify;
             let started = std::time::Instant::now();
-            let result = rt.block_on(async {
-                let target = TapeTarget::start(
-                    Box::new(device),
-                    label,
-                    options,
-                    Box::new(changer),
-                    Arc::clone(&clock),
-                )
-                .await?;
-                let backup = jfiv::backup::backup(
-                    &src,
-                    &target,
-                    &key,
-                    None,
-                    &BackupOptions::default(),
-                    &NoProgress,
-                )
-                .await;
-                let finished = target.finish().await;
-                Ok::<_, jfiv::backup::Error>((backup?, finished?))
-            });
-            let (report, (summary, _device)) = result?;
-            catalog.record_session(&summary);
-            site.save_catalog(&catalog)?;
+            let done = rt.block_on(backup_to_tape(
+                &src,
+                &key,
+                None,
+                &BackupOptions::default(),
+                &NoProgress,
+                job,
+            ))?;
             let secs = started.elapsed().as_secs_f64();
+            catalog.record_session(&done.summary);
+            let (report, summary) = (&done.backup, &done.summary);
             println!(
-                "snapshot {} written: {} files, {} MB read, {:.0} MB/s, volumes {:?}",
+                "snapshot {} written: {} files, {} MB read in {secs:.1} s, volumes {:?}",
                 report.manifest.snapshot,
                 report.stats.files,
                 report.stats.bytes_read / 1_000_000,
-                report.stats.bytes_read as f64 / 1e6 / secs,
                 summary
                     .catalog
                     .volumes
@@ -398,18 +394,25 @@ fn main() -> Res<()> {
                     .map(|v| (&v.tape, v.file))
                     .collect::<Vec<_>>()
             );
-            if !no_verify {
-                let first = &summary.catalog.volumes[0];
-                verify(
-                    &site,
-                    &lib,
-                    &key,
-                    &first.tape,
-                    first.file,
-                    &mut catalog,
-                    &*clock,
-                )?;
+            match done.verification {
+                Some(v) => {
+                    println!(
+                        "read-back verification: {} ({} chunks in {:.1} s)",
+                        if v.ok {
+                            "OK".to_owned()
+                        } else {
+                            format!("FAILED: {}", v.error.clone().unwrap_or_default())
+                        },
+                        v.chunks,
+                        v.seconds
+                    );
+                    catalog.record_verify(summary.catalog.session, v)?;
+                }
+                None => println!(
+                    "read-back verification skipped (--no-verify): the session is NOT verified"
+                ),
             }
+            site.save_catalog(&catalog)?;
         }
         Command::Verify { tape, file } => {
             let key = site.key()?;

@@ -13,13 +13,20 @@
 //! - [`media`], labels, pools and the GFS rotation ([`plan_tonight`]), which never proposes a
 //!   tape under retention or of another pool;
 //! - [`location`], where each tape is, every move audited, and the morning check;
-//! - [`catalog`], the off-tape [`Catalog`] and [`scan_tape`], which rebuilds it from the tapes.
+//! - [`catalog`], the off-tape [`Catalog`] and [`scan_tape`], which rebuilds it from the tapes;
+//! - [`target`], the core's pipeline on tape: [`TapeTarget`] (a sequential
+//!   [`BackupTarget`](crate::BackupTarget)), [`backup_to_tape`] (backup, close, read-back
+//!   verification on by default), [`verify_session`] and [`restore_session`].
+//!
+//! The byte layout is in `FORMAT.md`, section "Tape format". [`LinuxTape`] compiles and runs the
+//! conformance suite when `JFIV_TEST_TAPE=/dev/nst0` is set; it has not been run against a real
+//! drive yet.
 //!
 //! ```
 //! # use jfiv_backup::tape::*;
 //! use chrono::{TimeZone, Utc};
 //! let mut tape = MemoryTape::new("JFV001L6", 64 << 20, 4 << 20);
-//! let label = MediaLabel::new(uuid::Uuid::new_v4(), "JFV001L6", Pool::Daily,
+//! let label = MediaLabel::new(Uuid::new_v4(), "JFV001L6", Pool::Daily,
 //!     Utc.with_ymd_and_hms(2026, 1, 5, 21, 0, 0).unwrap());
 //! label_tape(&mut tape, &label, &[], &RotationPolicy::default(), label.created, false)?;
 //! assert_eq!(format::read_label(&mut tape)?, label);
@@ -62,7 +69,8 @@ pub use media::{
 };
 pub use memory::MemoryTape;
 pub use target::{
-    RestoreFromTape, SessionVerification, TapeTarget, restore_session, verify_session,
+    RestoreFromTape, SessionVerification, TapeBackupReport, TapeJob, TapeTarget, backup_to_tape,
+    restore_session, verify_session,
 };
 pub use uuid::Uuid;
 pub use virtual_tape::{

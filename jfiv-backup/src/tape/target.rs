@@ -569,3 +569,124 @@ pub fn restore_session(
     })?;
     Ok(ex.finish())
 }
+
+/// A nightly tape backup: what to write, where, and whether to verify it.
+#[derive(Debug)]
+pub struct TapeJob {
+    /// The drive, with tonight's tape loaded (checked with
+    /// [`identify_for_writing`](super::media::identify_for_writing)).
+    pub device: Box<dyn TapeDevice>,
+    /// Tonight's tape's label.
+    pub label: MediaLabel,
+    /// The session's parameters.
+    pub session: SessionOptions,
+    /// Gives the next tapes when the session spans several.
+    pub changer: Box<dyn VolumeChanger>,
+    /// Gives the tapes back, in order, for the read-back verification of a session that spans
+    /// several (a single-volume session is re-read from the drive).
+    pub verify_changer: Box<dyn VolumeChanger>,
+    /// Read the session back and authenticate every chunk after writing. On by default
+    /// ([`TapeJob::new`]); turning it off is for benchmarks.
+    pub verify: bool,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl TapeJob {
+    /// A job with read-back verification on.
+    pub fn new(
+        device: Box<dyn TapeDevice>,
+        label: MediaLabel,
+        session: SessionOptions,
+        changer: Box<dyn VolumeChanger>,
+        verify_changer: Box<dyn VolumeChanger>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            device,
+            label,
+            session,
+            changer,
+            verify_changer,
+            verify: true,
+            clock,
+        }
+    }
+}
+
+/// What [`backup_to_tape`] did.
+#[derive(Debug)]
+pub struct TapeBackupReport {
+    /// The core's backup report (the manifest, counters, warnings).
+    pub backup: crate::BackupReport,
+    /// The session as written (record it with [`Catalog::record_session`](super::Catalog::record_session)).
+    pub summary: SessionSummary,
+    /// The read-back verification (record it with
+    /// [`Catalog::record_verify`](super::Catalog::record_verify)); `None` when turned off.
+    pub verification: Option<VerifyResult>,
+}
+
+/// Backs `source` up to tape through the core pipeline, closes the session, then (by default)
+/// reads it back and authenticates every chunk.
+///
+/// A failed verification is reported in [`TapeBackupReport::verification`] (`ok == false`),
+/// not as an `Err`: the session is written, and the catalog must say it failed verification.
+///
+/// # Errors
+/// The backup's errors; [`Error::Tape`] when the session could not be started or completed
+/// (it is then incomplete on tape).
+pub async fn backup_to_tape(
+    source: &dyn crate::Source,
+    key: &RepositoryKey,
+    previous: Option<&Manifest>,
+    options: &crate::BackupOptions,
+    progress: &dyn crate::Progress,
+    job: TapeJob,
+) -> Result<TapeBackupReport> {
+    let TapeJob {
+        device,
+        label,
+        session,
+        changer,
+        mut verify_changer,
+        verify,
+        clock,
+    } = job;
+    let target = TapeTarget::start(device, label, session, changer, Arc::clone(&clock)).await?;
+    let backup = crate::backup(source, &target, key, previous, options, progress).await;
+    let finished = target.finish().await;
+    let backup = backup?;
+    let (summary, mut device) = finished?;
+    let verification = if verify {
+        let key = key.clone();
+        let volumes = summary.catalog.volumes.clone();
+        let session_id = summary.catalog.session;
+        let pool = summary.catalog.pool.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<VerifyResult> {
+            let first = &volumes[0];
+            if volumes.len() > 1 {
+                let _ = device.eject();
+                device = verify_changer.next_volume(&VolumeRequest {
+                    session: session_id,
+                    volume: 1,
+                    pool,
+                    used: Vec::new(),
+                    expected: Some(first.tape.clone()),
+                })?;
+            }
+            Ok(verify_session(device, first.file, &mut *verify_changer, &key, &*clock)?.result)
+        })
+        .await
+        .map_err(|e| Error::Internal {
+            reason: format!("verification task: {e}"),
+        })??;
+        Some(result)
+    } else {
+        None
+    };
+    Ok(TapeBackupReport {
+        backup,
+        summary,
+        verification,
+    })
+}

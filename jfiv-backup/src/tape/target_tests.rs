@@ -156,29 +156,35 @@ fn backup_to_tape_verify_then_restore_without_the_disk_catalog() {
         position: WritePosition::AfterLabel,
     };
     let rt = rt();
-    let (report, summary) = rt.block_on(async {
-        let target = TapeTarget::start(
-            Box::new(device),
-            label,
-            options,
-            Box::new(changer),
-            Arc::clone(&clock),
-        )
-        .await
-        .unwrap();
-        let report = backup(
+    let mut verify_changer = LibraryChanger::new(
+        lib2,
+        s.labels.iter().map(|l| l.barcode.clone()).collect(),
+        ChangerPurpose::Read,
+    );
+    verify_changer.skipped.clear();
+    let job = TapeJob::new(
+        Box::new(device),
+        label,
+        options,
+        Box::new(changer),
+        Box::new(verify_changer),
+        Arc::clone(&clock),
+    );
+    assert!(job.verify, "read-back verification is on by default");
+    let done = rt
+        .block_on(backup_to_tape(
             &source,
-            &target,
             &key,
             None,
             &BackupOptions::default(),
             &NoProgress,
-        )
-        .await
+            job,
+        ))
         .unwrap();
-        let (summary, _device) = target.finish().await.unwrap();
-        (report, summary)
-    });
+    let (report, summary) = (done.backup, done.summary);
+    let auto = done.verification.unwrap();
+    assert!(auto.ok, "{auto:?}");
+    assert_eq!(auto.chunks, summary.catalog.chunks);
     assert!(summary.complete);
     assert_eq!(summary.catalog.snapshot, report.manifest.snapshot.to_hex());
     assert!(
