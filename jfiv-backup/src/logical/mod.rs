@@ -3,7 +3,7 @@
 //! The physical SQLite copy (`SqliteSource`) and the Data Pump / RMAN files (`CommandSource`)
 //! are byte copies only their own engine can read. This module adds a *logical* path: every
 //! table of the schema, read as of one consistent snapshot, written as typed portable rows in a
-//! [logical dump](format) that any target restores, SQLite or Oracle. It is how the Oracle JFIV
+//! [logical dump](mod@format) that any target restores, SQLite or Oracle. It is how the Oracle JFIV
 //! schema is backed up with nothing but network access to the database, and how clinicians get a
 //! read-only SQLite copy of it in degraded mode, before a new Oracle server is up.
 //!

@@ -82,7 +82,7 @@ fn dump_scan(
     })
 }
 
-/// A SQLite database exported table by table into a [logical dump](super::format), beside the
+/// A SQLite database exported table by table into a [logical dump](mod@super::format), beside the
 /// physical copy of [`SqliteSource`](crate::SqliteSource): restorable into SQLite (and the same
 /// code path as the Oracle export). The dump is one entry, `<name>.ldump` by default; its row
 /// counts go into the manifest.
