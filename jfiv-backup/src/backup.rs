@@ -392,7 +392,6 @@ async fn run(
     let level = options.zstd_level;
     let mut queue: VecDeque<Pending> = VecDeque::new();
     let mut done_reading = false;
-    let mut generation: HashMap<usize, u32> = HashMap::new();
     let result: Result<()> = async {
         loop {
             if !done_reading && queue.len() < in_flight {
@@ -443,7 +442,6 @@ async fn run(
                     }
                 }
                 Pending::Other(ReadMsg::Restart { file }) => {
-                    *generation.entry(file).or_default() += 1;
                     if let Some(Some(entry)) = entries.get_mut(file) {
                         entry.chunks.clear();
                     }
@@ -458,6 +456,8 @@ async fn run(
                     stats.bytes_read += bytes;
                     if let Some(Some(entry)) = entries.get_mut(file) {
                         entry.meta = meta;
+                        // For a file that changed while read, what is stored is what was read.
+                        entry.meta.size = bytes;
                         entry.blake3 = Some(blake3);
                         entry.consistent = consistent;
                         if !consistent {
@@ -474,13 +474,13 @@ async fn run(
                     }
                 }
                 Pending::Other(ReadMsg::Failed { file, reason }) => {
-                    if let Some(slot) = entries.get_mut(file) {
-                        if let Some(entry) = slot.take() {
-                            warnings.push(Warning {
-                                path: entry.path,
-                                kind: WarningKind::Unreadable { reason },
-                            });
-                        }
+                    if let Some(slot) = entries.get_mut(file)
+                        && let Some(entry) = slot.take()
+                    {
+                        warnings.push(Warning {
+                            path: entry.path,
+                            kind: WarningKind::Unreadable { reason },
+                        });
                     }
                 }
                 Pending::Other(ReadMsg::Chunk { .. }) => {}

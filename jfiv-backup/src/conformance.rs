@@ -64,7 +64,7 @@ impl Fixture {
 ///
 /// # Panics
 /// If the runtime cannot be built, or the check panics (that is how a check fails).
-pub fn run<F: std::future::Future<Output = ()>>(check: F) {
+pub fn run<F: Future<Output = ()>>(check: F) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()

@@ -239,16 +239,16 @@ impl Extractor {
                     }
                     std::os::unix::fs::symlink(link, &target)
                         .map_err(|e| Error::io("create symlink", &target, e))?;
-                    if ex.options.owner {
-                        if let Err(e) = std::os::unix::fs::lchown(
+                    if ex.options.owner
+                        && let Err(e) = std::os::unix::fs::lchown(
                             &target,
                             Some(entry.meta.uid),
                             Some(entry.meta.gid),
-                        ) {
-                            ex.report
-                                .metadata_warnings
-                                .push(format!("{}: owner not restored: {e}", entry.path));
-                        }
+                        )
+                    {
+                        ex.report
+                            .metadata_warnings
+                            .push(format!("{}: owner not restored: {e}", entry.path));
                     }
                     ex.report.symlinks += 1;
                 }
@@ -486,19 +486,19 @@ impl Extractor {
 
     fn apply_metadata(&mut self, path: &Path, meta: &Metadata, is_dir: bool) {
         let shown = path.display().to_string();
-        if self.options.owner {
-            if let Err(e) = std::os::unix::fs::chown(path, Some(meta.uid), Some(meta.gid)) {
-                self.report
-                    .metadata_warnings
-                    .push(format!("{shown}: owner not restored: {e}"));
-            }
+        if self.options.owner
+            && let Err(e) = std::os::unix::fs::chown(path, Some(meta.uid), Some(meta.gid))
+        {
+            self.report
+                .metadata_warnings
+                .push(format!("{shown}: owner not restored: {e}"));
         }
-        if self.options.permissions {
-            if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)) {
-                self.report
-                    .metadata_warnings
-                    .push(format!("{shown}: permissions not restored: {e}"));
-            }
+        if self.options.permissions
+            && let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
+        {
+            self.report
+                .metadata_warnings
+                .push(format!("{shown}: permissions not restored: {e}"));
         }
         if self.options.mtime {
             let time = if meta.mtime >= 0 {
@@ -623,20 +623,20 @@ pub async fn extract(
     let shared_key = std::sync::Arc::new(key.clone());
     let mut ids = wanted.into_iter();
     loop {
-        if queue.len() < in_flight {
-            if let Some(id) = ids.next() {
-                let job = match target.get_chunk(&id).await {
-                    Ok(blob) => {
-                        let key = std::sync::Arc::clone(&shared_key);
-                        Ok(tokio::task::spawn_blocking(move || {
-                            format::decode_chunk(&key, &id, &blob)
-                        }))
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
-                queue.push_back((id, job));
-                continue;
-            }
+        if queue.len() < in_flight
+            && let Some(id) = ids.next()
+        {
+            let job = match target.get_chunk(&id).await {
+                Ok(blob) => {
+                    let key = std::sync::Arc::clone(&shared_key);
+                    Ok(tokio::task::spawn_blocking(move || {
+                        format::decode_chunk(&key, &id, &blob)
+                    }))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            queue.push_back((id, job));
+            continue;
         }
         let Some((id, job)) = queue.pop_front() else {
             break;

@@ -85,7 +85,7 @@ pub fn plan_retention(
     let mut keep = Vec::new();
     let mut remove = Vec::new();
     for (_, mut list) in by_source {
-        list.sort_by(|a, b| (b.started, b.id).cmp(&(a.started, a.id)));
+        list.sort_by_key(|s| std::cmp::Reverse((s.started, s.id)));
         let mut days = HashSet::new();
         let mut weeks = HashSet::new();
         let mut months = HashSet::new();

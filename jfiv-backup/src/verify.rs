@@ -128,21 +128,21 @@ pub async fn verify(
     let mut damaged: BTreeMap<ChunkId, String> = BTreeMap::new();
     let mut next = selected.into_iter();
     loop {
-        if queue.len() < in_flight {
-            if let Some(id) = next.next() {
-                let job = match target.get_chunk(&id).await {
-                    Ok(blob) => {
-                        report.bytes_checked += blob.len() as u64;
-                        let key = Arc::clone(&shared_key);
-                        Ok(tokio::task::spawn_blocking(move || {
-                            format::decode_chunk(&key, &id, &blob).map(|_| ())
-                        }))
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
-                queue.push_back((id, job));
-                continue;
-            }
+        if queue.len() < in_flight
+            && let Some(id) = next.next()
+        {
+            let job = match target.get_chunk(&id).await {
+                Ok(blob) => {
+                    report.bytes_checked += blob.len() as u64;
+                    let key = Arc::clone(&shared_key);
+                    Ok(tokio::task::spawn_blocking(move || {
+                        format::decode_chunk(&key, &id, &blob).map(|_| ())
+                    }))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            queue.push_back((id, job));
+            continue;
         }
         let Some((id, job)) = queue.pop_front() else {
             break;
