@@ -1,6 +1,9 @@
 //! Restore scenarios: planning, execution, resumption after crashes, damage, tape-only
 //! restores and drills.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -802,10 +805,10 @@ mod execution {
         );
         impl RestoreProgress for CancelAfter {
             fn report(&self, e: &RestoreEvent<'_>) {
-                if let RestoreEvent::StepFinished { .. } = e {
-                    if self.2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= self.0 {
-                        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
+                if let RestoreEvent::StepFinished { .. } = e
+                    && self.2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= self.0
+                {
+                    self.1.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             }
         }
