@@ -176,6 +176,9 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// A tape device, tape format, media-management or tape-catalog error (names the tape, the file and the block).
+    #[error(transparent)]
+    Tape(#[from] crate::tape::Error),
 }
 
 impl Error {
