@@ -718,3 +718,310 @@ mod tests {
         assert_eq!(compare_trees(&a, &b, &skip_etc).unwrap().len(), 2);
     }
 }
+
+/// The passphrase of the demo's repository key file. A demo, not a secret: it is written to
+/// `server/etc/jfiv-backup/passphrase` and the demo says so.
+pub const DEMO_PASSPHRASE: &str = "Demo-Le-Bois-pas-un-secret-2026";
+
+/// The demo's backup operator and password (a demo account).
+pub const DEMO_OPERATOR: (&str, &str) = ("m.lefevre", "Sauvegarde#Nuit-2026");
+
+/// The barcodes of the demo's virtual library: three daily tapes, one weekly, one monthly (so
+/// the demo runs whatever the day of the week).
+pub const DEMO_TAPES: [(&str, &str); 5] = [
+    ("LEB001L6", "daily"),
+    ("LEB002L6", "daily"),
+    ("LEB003L6", "daily"),
+    ("LEBW01L6", "weekly"),
+    ("LEBM01L6", "monthly"),
+];
+
+/// A demo site on disk.
+#[derive(Debug, Clone)]
+pub struct DemoSite {
+    /// The work directory.
+    pub dir: PathBuf,
+    /// The site configuration file.
+    pub config: PathBuf,
+    /// The "server" (burns in the scenario): database, application tree, state, key file.
+    pub server: PathBuf,
+    /// The paper key, as printed for the safe.
+    pub paper_key: PathBuf,
+    /// A pristine copy of the database and application tree, kept outside the site, to
+    /// compare the restored server with.
+    pub originals: PathBuf,
+    /// What the database holds.
+    pub database: DatabaseSummary,
+    /// What the application tree holds.
+    pub tree: TreeSummary,
+}
+
+/// Anything that can fail while building the demo site.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SiteError {
+    /// Demo data.
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    /// The backup engine.
+    #[error(transparent)]
+    Backup(#[from] jfiv_backup::Error),
+    /// The tapes.
+    #[error(transparent)]
+    Tape(#[from] jfiv_backup::tape::Error),
+    /// The audit trail.
+    #[error(transparent)]
+    Audit(#[from] jfiv_audit::Error),
+    /// The accounts.
+    #[error(transparent)]
+    Auth(#[from] jfiv_auth::Error),
+    /// The configuration written does not validate (a bug of the demo).
+    #[error(transparent)]
+    Config(#[from] crate::site::ConfigError),
+}
+
+fn demo_config(host: &str) -> String {
+    let mut cartridges = String::new();
+    for (barcode, pool) in DEMO_TAPES {
+        cartridges.push_str(&format!(
+            "[[tape.cartridges]]\nbarcode = \"{barcode}\"\npool = \"{pool}\"\nlocation = \"{}\"\n",
+            if pool == "daily" {
+                "server-room"
+            } else {
+                "offsite"
+            }
+        ));
+    }
+    format!(
+        r#"# Demo site written by hospital_demo (all data synthetic). See examples/hospital.toml.
+[site]
+name = "Hôpital Privé Le Bois (démo)"
+host = "{host}"
+state_dir = "server/var/lib/jfiv"
+rpo_hours = 26
+rpo_critical_hours = 48
+
+[database]
+kind = "sqlite"
+name = "jfiv-db"
+path = "server/srv/jfiv/data/jfiv.sqlite"
+
+[application]
+name = "jfiv-app"
+roots = ["server/opt/jfiv", "server/etc/jfiv"]
+server_root = "server"
+exclude = ["opt/jfiv/logs/**"]
+
+[disk]
+dir = "batiment-c/disques/jfiv"
+warn_used_percent = 85
+critical_used_percent = 95
+verify_slices = 7
+
+[disk.retention]
+daily = 7
+weekly = 5
+monthly = 12
+
+[tape]
+library = "vtl"
+block_size_kib = 512
+weekly_day = "fri"
+
+[tape.pools.daily]
+retention_days = 2
+[tape.pools.weekly]
+retention_days = 31
+[tape.pools.monthly]
+retention_days = 365
+
+{cartridges}
+[locations]
+drive = "Lecteur LTO-6, baie B2"
+server_room = "Salle informatique, niveau -1"
+offsite_room = "Local archives, bâtiment C"
+leave_server_room_by = "09:30"
+
+[keys]
+repository_key_file = "server/etc/jfiv-backup/repository.key"
+passphrase_file = "server/etc/jfiv-backup/passphrase"
+
+[audit]
+dir = "serveur-de-journaux/audit"
+key_file = "serveur-de-journaux/audit.keys"
+checkpoint_dir = "batiment-c/disques/audit-checkpoints"
+
+[operators]
+accounts_file = "server/etc/jfiv-backup/operators.json"
+
+[remote_access]
+lan = ["10.20.0.0/16"]
+"#
+    )
+}
+
+/// Builds the demo site in `dir` (which must not hold one): the database and application
+/// tree, a pristine copy of both for the final comparison, the repository key (with its paper
+/// copy), the audit keys, the operator account, the disk target, and a virtual library whose
+/// tapes are labelled and placed (daily tapes in the server room, the others offsite).
+///
+/// The repository key file uses [`jfiv_backup::KdfParams::insecure_for_tests`], the backup
+/// crate's documented fast parameters, so that the demo opens it instantly; a real site uses
+/// the default (argon2id 64 MiB, t = 3).
+///
+/// # Errors
+/// [`SiteError`].
+pub async fn build_site(
+    dir: &Path,
+    size: &DemoSize,
+    clock: std::sync::Arc<dyn jfiv_audit::Clock>,
+) -> Result<DemoSite, SiteError> {
+    use jfiv_backup::tape::{
+        Catalog, Custody, LocationRegister, MediaLabel, Pool, VirtualLibrary, VirtualTapeSpec,
+        label_tape,
+    };
+    let server = dir.join("server");
+    let db = server.join("srv/jfiv/data/jfiv.sqlite");
+    let database = create_database(&db, size)?;
+    let tree = create_app_tree(&server, size)?;
+    // Pristine copies for the comparison after the fire (kept "in the auditor's pocket").
+    let originals = dir.join("originals");
+    fs::create_dir_all(&originals).map_err(io(&originals))?;
+    fs::copy(&db, originals.join("jfiv.sqlite")).map_err(io(&db))?;
+    copy_tree(&server.join("opt"), &originals.join("tree/opt"))?;
+    copy_tree(&server.join("etc/jfiv"), &originals.join("tree/etc/jfiv"))?;
+
+    // Keys.
+    let keydir = server.join("etc/jfiv-backup");
+    fs::create_dir_all(&keydir).map_err(io(&keydir))?;
+    let passphrase_file = keydir.join("passphrase");
+    write_file(
+        &passphrase_file,
+        format!("{DEMO_PASSPHRASE}\n").as_bytes(),
+        0o600,
+    )?;
+    let key = jfiv_backup::RepositoryKey::generate();
+    jfiv_backup::KeyFile::seal(
+        &key,
+        &secrecy::SecretString::from(DEMO_PASSPHRASE),
+        jfiv_backup::KdfParams::insecure_for_tests(),
+    )?
+    .write(&keydir.join("repository.key"))?;
+    let safe = dir.join("coffre-fort");
+    let paper_key = safe.join("paper-key.txt");
+    write_file(&paper_key, key.paper_key().text().as_bytes(), 0o600)?;
+    let logs = dir.join("serveur-de-journaux");
+    fs::create_dir_all(&logs).map_err(io(&logs))?;
+    jfiv_audit::AuditKeys::generate_from_os().save(&logs.join("audit.keys"))?;
+
+    // The operator.
+    let accounts = jfiv_auth::LocalAccounts::open(
+        keydir.join("operators.json"),
+        jfiv_auth::LocalOptions::default(),
+    )?;
+    accounts.create_account(
+        DEMO_OPERATOR.0,
+        jfiv_auth::Profile::BackupOperator,
+        &secrecy::SecretString::from(DEMO_OPERATOR.1),
+    )?;
+
+    // The disk in the other room.
+    let disk = dir.join("batiment-c/disques/jfiv");
+    jfiv_backup::DiskTarget::create(&disk)?;
+
+    // The tape library, labelled.
+    let config_path = dir.join("hospital.toml");
+    write_file(
+        &config_path,
+        demo_config(&jfiv_backup::hostname()).as_bytes(),
+        0o644,
+    )?;
+    let slots: Vec<String> = (1..=DEMO_TAPES.len())
+        .map(|i| format!("slot-{i}"))
+        .collect();
+    let slot_refs: Vec<&str> = slots.iter().map(String::as_str).collect();
+    let mut library = VirtualLibrary::create(dir.join("vtl"), &slot_refs)?;
+    let site = crate::site::SiteConfig::load(&config_path)?;
+    let policy = crate::nightly::rotation_of(&site);
+    let mut catalog = Catalog::default();
+    let log = crate::nightly::open_audit(&site, clock.clone()).map_err(|e| match e {
+        crate::nightly::NightlyError::Audit(a) => SiteError::Audit(a),
+        other => SiteError::Demo(DemoError::Io {
+            path: site.audit.dir.clone(),
+            source: std::io::Error::other(other.to_string()),
+        }),
+    })?;
+    let mut register = LocationRegister::default();
+    let locations = crate::nightly::locations_of(&site);
+    let custody = Custody {
+        config: &locations,
+        clock: clock.as_ref(),
+        sink: &log,
+        host: &site.site.host,
+    };
+    for ((barcode, pool), slot) in DEMO_TAPES.iter().zip(&slots) {
+        library.add_tape(
+            slot,
+            &VirtualTapeSpec {
+                barcode: (*barcode).to_owned(),
+                capacity: 4 << 30,
+                early_warning_zone: 64 << 20,
+            },
+        )?;
+        let mut tape = library.load(barcode)?;
+        let pool: Pool = pool.parse()?;
+        let label = MediaLabel::new(uuid::Uuid::new_v4(), *barcode, pool, clock.now());
+        label_tape(&mut tape, &label, &[], &policy, clock.now(), false)?;
+        catalog.add_label(label);
+        let cartridge = site.tape.cartridges.iter().find(|c| c.barcode == *barcode);
+        let place = cartridge.map_or(crate::site::Place::ServerRoom, |c| c.location);
+        register
+            .record_move(
+                barcode,
+                crate::nightly::tape_place(place),
+                DEMO_OPERATOR.0,
+                &custody,
+            )
+            .await?;
+        if place == crate::site::Place::Offsite {
+            library.take_out(barcode)?;
+        }
+    }
+    fs::create_dir_all(&site.site.state_dir).map_err(io(&site.site.state_dir))?;
+    catalog.save(&site.tape.catalog)?;
+    register.save(&site.tape.register)?;
+    Ok(DemoSite {
+        dir: dir.to_owned(),
+        config: config_path,
+        server,
+        paper_key,
+        originals,
+        database,
+        tree,
+    })
+}
+
+/// Copies a tree (files, directories, symlinks, permission bits).
+///
+/// # Errors
+/// I/O errors.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<(), DemoError> {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.map_err(|e| DemoError::Io {
+            path: from.to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
+        let dest = to.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            fs::create_dir_all(&dest).map_err(io(&dest))?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(entry.path()).map_err(io(entry.path()))?;
+            std::os::unix::fs::symlink(target, &dest).map_err(io(&dest))?;
+        } else if ft.is_file() {
+            fs::copy(entry.path(), &dest).map_err(io(entry.path()))?;
+        }
+    }
+    Ok(())
+}

@@ -15,6 +15,7 @@
 //! - [`demo`]: a synthetic demo site (obviously fake patients, cycles, embryos; an
 //!   application-server tree);
 //! - [`monitor`]: the Nagios/Centreon evaluation of a site's state (a pure function);
+//! - [`nightly`]: the nightly job (database to tape, application to disk, retention, verify).
 
 #![deny(rustdoc::broken_intra_doc_links)]
 
@@ -25,4 +26,5 @@ pub use jfiv_restore as restore;
 
 pub mod demo;
 pub mod monitor;
+pub mod nightly;
 pub mod site;

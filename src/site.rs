@@ -276,6 +276,9 @@ pub struct ApplicationConfig {
     pub name: String,
     /// The directories backed up.
     pub roots: Vec<PathBuf>,
+    /// The server's root directory: each root is stored under its path relative to it
+    /// (`/opt/jfiv` as `opt/jfiv`), which is where a restore onto a new root puts it.
+    pub server_root: PathBuf,
     /// Glob patterns excluded.
     pub exclude: Vec<String>,
 }
@@ -528,6 +531,8 @@ struct RawApplication {
     #[serde(default)]
     name: Option<String>,
     roots: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    server_root: Option<String>,
     #[serde(default)]
     exclude: Vec<Spanned<String>>,
 }
@@ -985,7 +990,7 @@ impl Checker<'_> {
                     true,
                 )
             })
-            .collect();
+            .collect::<Vec<PathBuf>>();
         let mut exclude = Vec::new();
         for (i, g) in raw.application.exclude.iter().enumerate() {
             match globset::Glob::new(g.get_ref()) {
@@ -997,9 +1002,33 @@ impl Checker<'_> {
                 ),
             }
         }
+        let server_root = raw
+            .application
+            .server_root
+            .as_deref()
+            .map_or_else(|| PathBuf::from("/"), |p| self.path(p));
+        for (i, (root, raw_root)) in roots
+            .iter()
+            .zip(raw.application.roots.get_ref())
+            .enumerate()
+        {
+            let root: &PathBuf = root;
+            if !root.starts_with(&server_root) {
+                self.problem(
+                    raw_root.span(),
+                    format!("application.roots[{i}]"),
+                    format!(
+                        "{} is not under server_root {}",
+                        root.display(),
+                        server_root.display()
+                    ),
+                );
+            }
+        }
         let application = ApplicationConfig {
             name: raw.application.name.unwrap_or_else(|| "jfiv-app".into()),
             roots,
+            server_root,
             exclude,
         };
 
