@@ -587,6 +587,8 @@ impl StreamReader {
         }
         let total = RECORD_HEADER_LEN + len as usize + RECORD_HASH_LEN;
         self.need(source, total, "a record")?;
+        // `need` may have compacted the buffer: the record starts at `pos` again.
+        let start = self.pos;
         let payload_at = start + RECORD_HEADER_LEN;
         let payload_end = payload_at + len as usize;
         let mut hasher = blake3::Hasher::new();

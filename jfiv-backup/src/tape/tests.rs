@@ -153,8 +153,8 @@ impl NowForTests for ManualClock {
 type ReadBack = (Vec<([u8; 32], Vec<u8>)>, Vec<u8>, format::SessionReadReport);
 
 /// Reads a session back and returns (chunk ids and data, manifest).
-fn read_back(
-    device: Box<dyn TapeDevice>,
+fn read_back<'a>(
+    device: Box<dyn TapeDevice + 'a>,
     file: u64,
     changer: &mut dyn VolumeChanger,
 ) -> Result<ReadBack> {
@@ -271,6 +271,39 @@ mod format_round_trip {
             .map(|f| f.header.as_ref().unwrap().snapshot.clone())
             .collect();
         assert_eq!(snaps, ["snap-0", "snap-1", "snap-2"]);
+    }
+
+    #[test]
+    fn large_sessions_with_records_across_many_blocks_read_back() {
+        // Regression: the reader compacts its buffer while a record spans blocks.
+        let (mut t, label) = labelled_memory("BIG001", Pool::Daily, 1 << 30, 16 << 20);
+        let clock = ManualClock::new(at(2026, 1, 5, 21));
+        let mut none = NoMoreTapes;
+        let mut o = opts(Pool::Daily);
+        o.block_size = format::MAX_BLOCK_SIZE;
+        let mut w = SessionWriter::start(
+            Box::new(&mut t),
+            &label,
+            o,
+            Box::new(&mut none),
+            Box::new(&clock),
+        )
+        .unwrap();
+        let sizes: Vec<usize> = (0..120u64)
+            .map(|i| 50_000 + (i as usize * 7919) % 1_500_000)
+            .collect();
+        for (i, size) in sizes.iter().enumerate() {
+            w.write_chunk(&chunk_id(i as u64), &noise(i as u64, *size))
+                .unwrap();
+        }
+        drop(w.finish("snap-big", b"m").unwrap());
+        let (chunks, manifest, _) = read_back(Box::new(&mut t), 1, &mut NoMoreTapes).unwrap();
+        assert_eq!(manifest, b"m");
+        assert_eq!(chunks.len(), sizes.len());
+        for (i, (id, data)) in chunks.iter().enumerate() {
+            assert_eq!(*id, chunk_id(i as u64));
+            assert_eq!(*data, noise(i as u64, sizes[i]), "chunk {i}");
+        }
     }
 
     #[test]
