@@ -8,19 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use jfiv::audit::{Actor, Checkpoint, Clock, Origin, SystemClock};
+use jfiv::audit::{Actor, Checkpoint, Clock, SystemClock};
 use jfiv::auth::{
     AccessGate, ConnectionContext, Credentials, LocalAccounts, LocalOptions, Permission,
     RemoteAccessPolicy,
 };
-use jfiv::backup::tape::{Catalog, Custody, LocationRegister, Place, VirtualLibrary, scan_tape};
-use jfiv::backup::{AuditHook, DiskTarget, PaperKey, VerifyOptions};
+use jfiv::backup::tape::{Custody, LocationRegister, Place, VirtualLibrary};
 use jfiv::demo::{self, DemoSize};
 use jfiv::nightly::{self, LogLines};
-use jfiv::restore::{
-    CatalogOrigin, ExecuteContext, ExecuteOptions, Inventory, KeyMaterial, KnownKey, LibraryTapes,
-    NoRestoreProgress, RestorePlan, RestoreRequest, execute,
-};
 use jfiv::site::{OperatorsConfig, SiteConfig};
 
 /// Runs the JFIV procedure end to end on a synthetic site: builds a demo hospital (a SQLite
@@ -196,123 +191,22 @@ async fn run(args: Args) -> Res<bool> {
     let rto = Instant::now();
     let new_root = dir.join("nouveau-serveur");
     std::fs::create_dir_all(&new_root)?;
-    let key = PaperKey::parse(&std::fs::read_to_string(&built.paper_key)?)?;
-    say(&format!(
-        "   repository key recovered from the paper key in the safe ({})",
-        key.fingerprint()
-    ));
-    // The operator brings the offsite tapes back and puts them in the library's free slots.
-    let free: Vec<String> = library
-        .slots()
-        .filter(|(_, b)| b.is_none())
-        .map(|(s, _)| s.to_owned())
-        .collect();
-    let mut outside = Vec::new();
-    for barcode in library.barcodes()? {
-        if library.slot_of(&barcode).is_none() {
-            outside.push(barcode);
+    let rebuilt = demo::rebuild_server(
+        &site,
+        &built.paper_key,
+        &new_root,
+        dir.join("etat-restauration"),
+        log.clone(),
+        &operator,
+        clock.clone(),
+    )
+    .await?;
+    let (plan, executed) = (&rebuilt.plan, &rebuilt.report);
+    for (i, note) in rebuilt.notes.iter().enumerate() {
+        if i == rebuilt.notes.len().saturating_sub(executed.steps.len()) {
+            println!("{plan}");
         }
-    }
-    let mut register = LocationRegister::default();
-    for (barcode, slot) in outside.iter().zip(&free) {
-        library.put_in(barcode, slot)?;
-    }
-    for barcode in library.barcodes()? {
-        register
-            .record_move(&barcode, Place::ServerRoom, &operator.user_id, &custody)
-            .await?;
-    }
-    // The catalog burned: rebuild it from the tapes.
-    let mut catalog = Catalog::default();
-    for barcode in library.barcodes()? {
-        let mut tape = library.load(&barcode)?;
-        let scan = scan_tape(&mut tape)?;
-        catalog.merge_scan(&scan);
-    }
-    // A scan finds what is on the tapes; reading the sessions back says whether they are intact.
-    let sessions: Vec<(jfiv::backup::tape::Uuid, String, u64)> = catalog
-        .sessions
-        .values()
-        .filter_map(|s| {
-            s.catalog
-                .volumes
-                .first()
-                .map(|v| (s.catalog.session, v.tape.clone(), v.file))
-        })
-        .collect();
-    for (session, barcode, file) in sessions {
-        let tape = library.load(&barcode)?;
-        let checked = jfiv::backup::tape::verify_session(
-            Box::new(tape),
-            file,
-            &mut jfiv::backup::tape::NoMoreTapes,
-            &key,
-            clock.as_ref(),
-        )?;
-        say(&format!(
-            "   session {session} on {barcode} read back: {}",
-            if checked.result.ok {
-                "every chunk authentic"
-            } else {
-                "DAMAGED"
-            }
-        ));
-        catalog.record_verify(session, checked.result)?;
-    }
-    say(&format!(
-        "   catalog rebuilt by scanning {} tapes: {} session(s)",
-        catalog.tapes.len(),
-        catalog.sessions.len()
-    ));
-    let disk = Arc::new(DiskTarget::open_read_only(&site.disk.dir)?);
-    let disk_check = jfiv::backup::verify(disk.as_ref(), &key, &VerifyOptions::default()).await?;
-    let mut inventory = Inventory::default();
-    inventory
-        .add_disk_target(
-            "disques-batiment-c",
-            &site.locations.offsite_room,
-            disk.as_ref(),
-            &key,
-            Some((&disk_check, clock.now())),
-        )
-        .await?;
-    inventory.add_tape_catalog(&catalog, &register, &locations, CatalogOrigin::TapeScan);
-    inventory.keys.push(KeyMaterial::PaperKey {
-        kept_at: "le coffre-fort de la direction".into(),
-    });
-    let mut request = RestoreRequest::whole_server(&new_root);
-    request.application_source = site.application.name.clone();
-    request.database_source = site.database.name().to_owned();
-    request.database_dir = PathBuf::from("srv/jfiv/data");
-    let plan = RestorePlan::compute(&inventory, &request, clock.as_ref())?;
-    println!("{plan}");
-    let mut tapes = LibraryTapes::new(VirtualLibrary::open(library_dir(&site)?)?);
-    let mut ctx = ExecuteContext {
-        keys: &KnownKey(key.clone()),
-        disk_targets: [(
-            "disques-batiment-c".to_owned(),
-            disk.clone() as Arc<dyn jfiv::backup::BackupTarget>,
-        )]
-        .into(),
-        tapes: Some(&mut tapes),
-        database_hooks: Vec::new(),
-        audit: AuditHook {
-            sink: log.clone(),
-            actor: operator.clone(),
-            origin: Origin::System {
-                host: "nouveau-serveur".into(),
-            },
-            clock: clock.clone(),
-        },
-        progress: &NoRestoreProgress,
-        options: ExecuteOptions::new(dir.join("etat-restauration")),
-    };
-    let executed = execute(&plan, &mut ctx).await?;
-    for step in &executed.steps {
-        say(&format!(
-            "   [{:?}] {} ({:.1} s)",
-            step.status, step.description, step.seconds
-        ));
+        say(note);
     }
     let rto_secs = rto.elapsed().as_secs_f64();
 

@@ -775,6 +775,9 @@ pub enum SiteError {
     /// The accounts.
     #[error(transparent)]
     Auth(#[from] jfiv_auth::Error),
+    /// The restore.
+    #[error(transparent)]
+    Restore(#[from] jfiv_restore::Error),
     /// The configuration written does not validate (a bug of the demo).
     #[error(transparent)]
     Config(#[from] crate::site::ConfigError),
@@ -1024,4 +1027,184 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<(), DemoError> {
         }
     }
     Ok(())
+}
+
+/// What [`rebuild_server`] did.
+#[derive(Debug)]
+pub struct Rebuilt {
+    /// The plan, as computed and executed.
+    pub plan: jfiv_restore::RestorePlan,
+    /// The execution.
+    pub report: jfiv_restore::ExecutionReport,
+    /// What happened, for a human.
+    pub notes: Vec<String>,
+}
+
+/// The degraded procedure after the server burned: the repository key from the paper key in
+/// the safe, the offsite tapes brought back into the library, the tape catalog rebuilt by
+/// scanning them and every session read back, the disk target verified, then the restore plan
+/// computed and executed onto `new_root` (checkpoints in `state_dir`), all audited in `log` as
+/// `operator`.
+///
+/// # Errors
+/// [`SiteError`] from the key, the tapes, the disk target or the restore.
+pub async fn rebuild_server(
+    site: &crate::site::SiteConfig,
+    paper_key: &Path,
+    new_root: &Path,
+    state_dir: PathBuf,
+    log: std::sync::Arc<jfiv_audit::FileLog>,
+    operator: &jfiv_audit::Actor,
+    clock: std::sync::Arc<dyn jfiv_audit::Clock>,
+) -> Result<Rebuilt, SiteError> {
+    use jfiv_audit::Origin;
+    use jfiv_backup::tape::{Catalog, Custody, LocationRegister, Place, VirtualLibrary, scan_tape};
+    use jfiv_backup::{AuditHook, DiskTarget, PaperKey, VerifyOptions};
+    use jfiv_restore::{
+        CatalogOrigin, ExecuteContext, ExecuteOptions, Inventory, KeyMaterial, KnownKey,
+        LibraryTapes, NoRestoreProgress, RestorePlan, RestoreRequest, execute,
+    };
+    use std::sync::Arc;
+    let mut notes = Vec::new();
+    let locations = crate::nightly::locations_of(site);
+    let custody = Custody {
+        config: &locations,
+        clock: clock.as_ref(),
+        sink: log.as_ref(),
+        host: &site.site.host,
+    };
+    let mut library = VirtualLibrary::open(library_dir(site)?)?;
+    let paper_text = fs::read_to_string(paper_key).map_err(io(paper_key))?;
+    let key = PaperKey::parse(&paper_text)?;
+    notes.push(format!(
+        "   repository key recovered from the paper key in the safe ({})",
+        key.fingerprint()
+    ));
+    // The operator brings the offsite tapes back and puts them in the library's free slots.
+    let free: Vec<String> = library
+        .slots()
+        .filter(|(_, b)| b.is_none())
+        .map(|(s, _)| s.to_owned())
+        .collect();
+    let mut outside = Vec::new();
+    for barcode in library.barcodes()? {
+        if library.slot_of(&barcode).is_none() {
+            outside.push(barcode);
+        }
+    }
+    let mut register = LocationRegister::default();
+    for (barcode, slot) in outside.iter().zip(&free) {
+        library.put_in(barcode, slot)?;
+    }
+    for barcode in library.barcodes()? {
+        register
+            .record_move(&barcode, Place::ServerRoom, &operator.user_id, &custody)
+            .await?;
+    }
+    // The catalog burned: rebuild it from the tapes.
+    let mut catalog = Catalog::default();
+    for barcode in library.barcodes()? {
+        let mut tape = library.load(&barcode)?;
+        let scan = scan_tape(&mut tape)?;
+        catalog.merge_scan(&scan);
+    }
+    // A scan finds what is on the tapes; reading the sessions back says whether they are intact.
+    let sessions: Vec<(jfiv_backup::tape::Uuid, String, u64)> = catalog
+        .sessions
+        .values()
+        .filter_map(|s| {
+            s.catalog
+                .volumes
+                .first()
+                .map(|v| (s.catalog.session, v.tape.clone(), v.file))
+        })
+        .collect();
+    for (session, barcode, file) in sessions {
+        let tape = library.load(&barcode)?;
+        let checked = jfiv_backup::tape::verify_session(
+            Box::new(tape),
+            file,
+            &mut jfiv_backup::tape::NoMoreTapes,
+            &key,
+            clock.as_ref(),
+        )?;
+        notes.push(format!(
+            "   session {session} on {barcode} read back: {}",
+            if checked.result.ok {
+                "every chunk authentic"
+            } else {
+                "DAMAGED"
+            }
+        ));
+        catalog.record_verify(session, checked.result)?;
+    }
+    notes.push(format!(
+        "   catalog rebuilt by scanning {} tapes: {} session(s)",
+        catalog.tapes.len(),
+        catalog.sessions.len()
+    ));
+    let disk = Arc::new(DiskTarget::open_read_only(&site.disk.dir)?);
+    let disk_check = jfiv_backup::verify(disk.as_ref(), &key, &VerifyOptions::default()).await?;
+    let mut inventory = Inventory::default();
+    inventory
+        .add_disk_target(
+            "disques-batiment-c",
+            &site.locations.offsite_room,
+            disk.as_ref(),
+            &key,
+            Some((&disk_check, clock.now())),
+        )
+        .await?;
+    inventory.add_tape_catalog(&catalog, &register, &locations, CatalogOrigin::TapeScan);
+    inventory.keys.push(KeyMaterial::PaperKey {
+        kept_at: "le coffre-fort de la direction".into(),
+    });
+    let mut request = RestoreRequest::whole_server(new_root);
+    request.application_source = site.application.name.clone();
+    request.database_source = site.database.name().to_owned();
+    request.database_dir = PathBuf::from("srv/jfiv/data");
+    let plan = RestorePlan::compute(&inventory, &request, clock.as_ref())?;
+    let mut tapes = LibraryTapes::new(VirtualLibrary::open(library_dir(site)?)?);
+    let mut ctx = ExecuteContext {
+        keys: &KnownKey(key.clone()),
+        disk_targets: [(
+            "disques-batiment-c".to_owned(),
+            disk.clone() as Arc<dyn jfiv_backup::BackupTarget>,
+        )]
+        .into(),
+        tapes: Some(&mut tapes),
+        database_hooks: Vec::new(),
+        audit: AuditHook {
+            sink: log.clone(),
+            actor: operator.clone(),
+            origin: Origin::System {
+                host: "nouveau-serveur".into(),
+            },
+            clock: clock.clone(),
+        },
+        progress: &NoRestoreProgress,
+        options: ExecuteOptions::new(state_dir),
+    };
+    let executed = execute(&plan, &mut ctx).await?;
+    for step in &executed.steps {
+        notes.push(format!(
+            "   [{:?}] {} ({:.1} s)",
+            step.status, step.description, step.seconds
+        ));
+    }
+    Ok(Rebuilt {
+        plan,
+        report: executed,
+        notes,
+    })
+}
+
+fn library_dir(site: &crate::site::SiteConfig) -> Result<PathBuf, SiteError> {
+    match &site.tape.backend {
+        crate::site::TapeBackend::Library(d) => Ok(d.clone()),
+        crate::site::TapeBackend::Device(d) => Err(SiteError::Demo(DemoError::Io {
+            path: d.clone(),
+            source: std::io::Error::other("the demo procedure uses a virtual library"),
+        })),
+    }
 }
