@@ -632,92 +632,6 @@ pub fn compare_trees(
     Ok(diffs)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_demo_database_is_deterministic_fake_and_complete() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
-        let sa = create_database(&a, &DemoSize::tiny()).unwrap();
-        let sb = create_database(&b, &DemoSize::tiny()).unwrap();
-        assert_eq!(sa.row_counts, sb.row_counts);
-        assert!(compare_databases(&a, &b).unwrap().is_empty());
-        for table in [
-            "patients",
-            "cycles",
-            "embryons",
-            "transferts",
-            "paillettes",
-            "compte_rendus",
-        ] {
-            assert!(
-                sa.row_counts[table] > 0,
-                "{table} is empty: {:?}",
-                sa.row_counts
-            );
-        }
-        let conn = Connection::open(&a).unwrap();
-        let name: String = conn
-            .query_row("SELECT nom FROM patients WHERE id = 'P000001'", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(name, "PATIENTE-FICTIVE-0001");
-        let kinds: i64 = conn
-            .query_row("SELECT count(DISTINCT type) FROM cycles", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(kinds, 4, "IIU, FIV, ICSI and TEC cycles");
-        assert!(matches!(
-            create_database(&a, &DemoSize::tiny()),
-            Err(DemoError::Exists { .. })
-        ));
-    }
-
-    #[test]
-    fn a_changed_row_is_a_difference() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
-        create_database(&a, &DemoSize::tiny()).unwrap();
-        fs::copy(&a, &b).unwrap();
-        Connection::open(&b)
-            .unwrap()
-            .execute(
-                "UPDATE cycles SET statut = 'annule' WHERE id = 'C0000001' AND statut != 'annule'",
-                [],
-            )
-            .unwrap();
-        Connection::open(&b)
-            .unwrap()
-            .execute("UPDATE embryons SET grade = 'Z' WHERE id = 1", [])
-            .unwrap();
-        let diffs = compare_databases(&a, &b).unwrap();
-        assert!(diffs.iter().any(|d| d.contains("embryons")), "{diffs:?}");
-    }
-
-    #[test]
-    fn tree_comparison_sees_content_mode_and_missing_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let s = create_app_tree(&a, &DemoSize::tiny()).unwrap();
-        assert!(s.files > 10);
-        create_app_tree(&b, &DemoSize::tiny()).unwrap();
-        let none = |_: &Path| false;
-        assert!(compare_trees(&a, &b, &none).unwrap().is_empty());
-        fs::write(b.join("etc/jfiv/jfiv.conf"), b"changed").unwrap();
-        fs::set_permissions(
-            b.join("opt/jfiv/templates/ponction.rtf"),
-            fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-        fs::remove_file(b.join("opt/jfiv/templates/transfert.rtf")).unwrap();
-        let diffs = compare_trees(&a, &b, &none).unwrap();
-        assert_eq!(diffs.len(), 3, "{diffs:?}");
-        let skip_etc = |p: &Path| p.starts_with("etc");
-        assert_eq!(compare_trees(&a, &b, &skip_etc).unwrap().len(), 2);
-    }
-}
 
 /// The passphrase of the demo's repository key file. A demo, not a secret: it is written to
 /// `server/etc/jfiv-backup/passphrase` and the demo says so.
@@ -1206,5 +1120,92 @@ fn library_dir(site: &crate::site::SiteConfig) -> Result<PathBuf, SiteError> {
             path: d.clone(),
             source: std::io::Error::other("the demo procedure uses a virtual library"),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_database_is_deterministic_fake_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
+        let sa = create_database(&a, &DemoSize::tiny()).unwrap();
+        let sb = create_database(&b, &DemoSize::tiny()).unwrap();
+        assert_eq!(sa.row_counts, sb.row_counts);
+        assert!(compare_databases(&a, &b).unwrap().is_empty());
+        for table in [
+            "patients",
+            "cycles",
+            "embryons",
+            "transferts",
+            "paillettes",
+            "compte_rendus",
+        ] {
+            assert!(
+                sa.row_counts[table] > 0,
+                "{table} is empty: {:?}",
+                sa.row_counts
+            );
+        }
+        let conn = Connection::open(&a).unwrap();
+        let name: String = conn
+            .query_row("SELECT nom FROM patients WHERE id = 'P000001'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(name, "PATIENTE-FICTIVE-0001");
+        let kinds: i64 = conn
+            .query_row("SELECT count(DISTINCT type) FROM cycles", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kinds, 4, "IIU, FIV, ICSI and TEC cycles");
+        assert!(matches!(
+            create_database(&a, &DemoSize::tiny()),
+            Err(DemoError::Exists { .. })
+        ));
+    }
+
+    #[test]
+    fn a_changed_row_is_a_difference() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
+        create_database(&a, &DemoSize::tiny()).unwrap();
+        fs::copy(&a, &b).unwrap();
+        Connection::open(&b)
+            .unwrap()
+            .execute(
+                "UPDATE cycles SET statut = 'annule' WHERE id = 'C0000001' AND statut != 'annule'",
+                [],
+            )
+            .unwrap();
+        Connection::open(&b)
+            .unwrap()
+            .execute("UPDATE embryons SET grade = 'Z' WHERE id = 1", [])
+            .unwrap();
+        let diffs = compare_databases(&a, &b).unwrap();
+        assert!(diffs.iter().any(|d| d.contains("embryons")), "{diffs:?}");
+    }
+
+    #[test]
+    fn tree_comparison_sees_content_mode_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let s = create_app_tree(&a, &DemoSize::tiny()).unwrap();
+        assert!(s.files > 10);
+        create_app_tree(&b, &DemoSize::tiny()).unwrap();
+        let none = |_: &Path| false;
+        assert!(compare_trees(&a, &b, &none).unwrap().is_empty());
+        fs::write(b.join("etc/jfiv/jfiv.conf"), b"changed").unwrap();
+        fs::set_permissions(
+            b.join("opt/jfiv/templates/ponction.rtf"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        fs::remove_file(b.join("opt/jfiv/templates/transfert.rtf")).unwrap();
+        let diffs = compare_trees(&a, &b, &none).unwrap();
+        assert_eq!(diffs.len(), 3, "{diffs:?}");
+        let skip_etc = |p: &Path| p.starts_with("etc");
+        assert_eq!(compare_trees(&a, &b, &skip_etc).unwrap().len(), 2);
     }
 }

@@ -523,6 +523,125 @@ pub fn evaluate(state: &SiteState, thresholds: &Thresholds, now: DateTime<Utc>) 
     }
 }
 
+
+/// Gathers the state of `site` at `now`: the backup history and last report in the state
+/// directory, the tape catalog and location register, tonight's rotation, the disk target's
+/// file system, and a full verification of the audit log against its exported checkpoints.
+/// Everything that cannot be read becomes a gather error (UNKNOWN) or, where it is itself the
+/// problem (a missing disk, an audit log that does not verify), a finding.
+pub fn gather(site: &crate::site::SiteConfig, now: DateTime<Utc>) -> SiteState {
+    use crate::nightly::{self, BackupHistory};
+    use jfiv_backup::tape::{Catalog, LocationRegister, plan_tonight};
+    let mut state = SiteState::default();
+    let history: BackupHistory = nightly::read_json(&nightly::history_path(site)).unwrap_or_else(|e| {
+        state.gather_errors.push(e.to_string());
+        BackupHistory::default()
+    });
+    let catalog = Catalog::load(&site.tape.catalog).unwrap_or_else(|e| {
+        state.gather_errors.push(format!("tape catalog: {e}"));
+        Catalog::default()
+    });
+    let register = LocationRegister::load(&site.tape.register).unwrap_or_else(|e| {
+        state.gather_errors.push(format!("tape location register: {e}"));
+        LocationRegister::default()
+    });
+    // Sources: the history, cross-checked with the tape catalog for the database.
+    let db = site.database.name();
+    let on_tape = catalog
+        .sessions
+        .values()
+        .filter(|s| s.catalog.source == db && s.verified())
+        .filter_map(|s| s.finished)
+        .max();
+    let db_at = history.last_verified.get(db).copied().max(on_tape);
+    state.sources.push(SourceState {
+        label: "db".into(),
+        name: db.to_owned(),
+        last_verified: db_at,
+    });
+    state.sources.push(SourceState {
+        label: "app".into(),
+        name: site.application.name.clone(),
+        last_verified: history.last_verified.get(&site.application.name).copied(),
+    });
+    // Tapes and where they are.
+    for info in catalog.inventory() {
+        if let Some(written) = info.last_written {
+            state.tapes.push(WrittenTape {
+                barcode: info.label.barcode.clone(),
+                written,
+                place: register.place_of(&info.label.barcode).map(nightly::site_place),
+            });
+        }
+    }
+    // Tonight (the night starting in the evening of today).
+    let policy = nightly::rotation_of(site);
+    state.tonight = Some(match plan_tonight(&catalog.inventory(), &policy, now + Duration::hours(12)) {
+        Ok(plan) => TonightTape::Planned {
+            place: register.place_of(&plan.tape).map(nightly::site_place),
+            barcode: plan.tape,
+        },
+        Err(e) => TonightTape::NoneAvailable {
+            reason: e.to_string(),
+        },
+    });
+    // The disk.
+    state.disk = Some(match rustix::fs::statvfs(&site.disk.dir) {
+        Ok(st) if std::fs::read_dir(&site.disk.dir).is_ok_and(|mut d| d.next().is_some()) => {
+            let total = st.f_blocks.saturating_mul(st.f_frsize);
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            DiskState::Usage {
+                total_bytes: total,
+                used_bytes: total.saturating_sub(free),
+            }
+        }
+        Ok(_) => DiskState::Unavailable {
+            reason: format!("{} is empty: is the disk mounted?", site.disk.dir.display()),
+        },
+        Err(e) => DiskState::Unavailable {
+            reason: format!("{}: {e}", site.disk.dir.display()),
+        },
+    });
+    // The audit log.
+    state.audit = Some(match jfiv_audit::AuditKeys::load(&site.audit.key_file) {
+        Err(e) => AuditState::Unchecked {
+            reason: format!("audit keys: {e}"),
+        },
+        Ok(keys) => {
+            let mut checkpoints = Vec::new();
+            if let Ok(dir) = std::fs::read_dir(&site.audit.checkpoint_dir) {
+                for entry in dir.flatten() {
+                    match jfiv_audit::Checkpoint::read_from(&entry.path()) {
+                        Ok(c) => checkpoints.push(c),
+                        Err(e) => state.gather_errors.push(format!("checkpoint {}: {e}", entry.path().display())),
+                    }
+                }
+            }
+            match jfiv_audit::verify(&site.audit.dir, &keys, &checkpoints) {
+                Ok(report) => AuditState::Verified {
+                    records: report.records,
+                },
+                Err(e) => AuditState::Failed {
+                    reason: e.to_string(),
+                },
+            }
+        }
+    });
+    // The last run.
+    match nightly::read_json::<Option<nightly::NightlyReport>>(&nightly::last_report_path(site)) {
+        Ok(Some(r)) => {
+            state.last_run = Some(LastRun {
+                finished: r.finished,
+                ok: r.ok,
+                failures: r.failures(),
+            })
+        }
+        Ok(None) => {}
+        Err(e) => state.gather_errors.push(e.to_string()),
+    }
+    state
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -751,122 +870,4 @@ mod tests {
         assert_eq!(statuses.first(), Some(&Status::Critical));
         assert_eq!(statuses.last(), Some(&Status::Ok));
     }
-}
-
-/// Gathers the state of `site` at `now`: the backup history and last report in the state
-/// directory, the tape catalog and location register, tonight's rotation, the disk target's
-/// file system, and a full verification of the audit log against its exported checkpoints.
-/// Everything that cannot be read becomes a gather error (UNKNOWN) or, where it is itself the
-/// problem (a missing disk, an audit log that does not verify), a finding.
-pub fn gather(site: &crate::site::SiteConfig, now: DateTime<Utc>) -> SiteState {
-    use crate::nightly::{self, BackupHistory};
-    use jfiv_backup::tape::{Catalog, LocationRegister, plan_tonight};
-    let mut state = SiteState::default();
-    let history: BackupHistory = nightly::read_json(&nightly::history_path(site)).unwrap_or_else(|e| {
-        state.gather_errors.push(e.to_string());
-        BackupHistory::default()
-    });
-    let catalog = Catalog::load(&site.tape.catalog).unwrap_or_else(|e| {
-        state.gather_errors.push(format!("tape catalog: {e}"));
-        Catalog::default()
-    });
-    let register = LocationRegister::load(&site.tape.register).unwrap_or_else(|e| {
-        state.gather_errors.push(format!("tape location register: {e}"));
-        LocationRegister::default()
-    });
-    // Sources: the history, cross-checked with the tape catalog for the database.
-    let db = site.database.name();
-    let on_tape = catalog
-        .sessions
-        .values()
-        .filter(|s| s.catalog.source == db && s.verified())
-        .filter_map(|s| s.finished)
-        .max();
-    let db_at = history.last_verified.get(db).copied().max(on_tape);
-    state.sources.push(SourceState {
-        label: "db".into(),
-        name: db.to_owned(),
-        last_verified: db_at,
-    });
-    state.sources.push(SourceState {
-        label: "app".into(),
-        name: site.application.name.clone(),
-        last_verified: history.last_verified.get(&site.application.name).copied(),
-    });
-    // Tapes and where they are.
-    for info in catalog.inventory() {
-        if let Some(written) = info.last_written {
-            state.tapes.push(WrittenTape {
-                barcode: info.label.barcode.clone(),
-                written,
-                place: register.place_of(&info.label.barcode).map(nightly::site_place),
-            });
-        }
-    }
-    // Tonight (the night starting in the evening of today).
-    let policy = nightly::rotation_of(site);
-    state.tonight = Some(match plan_tonight(&catalog.inventory(), &policy, now + Duration::hours(12)) {
-        Ok(plan) => TonightTape::Planned {
-            place: register.place_of(&plan.tape).map(nightly::site_place),
-            barcode: plan.tape,
-        },
-        Err(e) => TonightTape::NoneAvailable {
-            reason: e.to_string(),
-        },
-    });
-    // The disk.
-    state.disk = Some(match rustix::fs::statvfs(&site.disk.dir) {
-        Ok(st) if std::fs::read_dir(&site.disk.dir).is_ok_and(|mut d| d.next().is_some()) => {
-            let total = st.f_blocks.saturating_mul(st.f_frsize);
-            let free = st.f_bavail.saturating_mul(st.f_frsize);
-            DiskState::Usage {
-                total_bytes: total,
-                used_bytes: total.saturating_sub(free),
-            }
-        }
-        Ok(_) => DiskState::Unavailable {
-            reason: format!("{} is empty: is the disk mounted?", site.disk.dir.display()),
-        },
-        Err(e) => DiskState::Unavailable {
-            reason: format!("{}: {e}", site.disk.dir.display()),
-        },
-    });
-    // The audit log.
-    state.audit = Some(match jfiv_audit::AuditKeys::load(&site.audit.key_file) {
-        Err(e) => AuditState::Unchecked {
-            reason: format!("audit keys: {e}"),
-        },
-        Ok(keys) => {
-            let mut checkpoints = Vec::new();
-            if let Ok(dir) = std::fs::read_dir(&site.audit.checkpoint_dir) {
-                for entry in dir.flatten() {
-                    match jfiv_audit::Checkpoint::read_from(&entry.path()) {
-                        Ok(c) => checkpoints.push(c),
-                        Err(e) => state.gather_errors.push(format!("checkpoint {}: {e}", entry.path().display())),
-                    }
-                }
-            }
-            match jfiv_audit::verify(&site.audit.dir, &keys, &checkpoints) {
-                Ok(report) => AuditState::Verified {
-                    records: report.records,
-                },
-                Err(e) => AuditState::Failed {
-                    reason: e.to_string(),
-                },
-            }
-        }
-    });
-    // The last run.
-    match nightly::read_json::<Option<nightly::NightlyReport>>(&nightly::last_report_path(site)) {
-        Ok(Some(r)) => {
-            state.last_run = Some(LastRun {
-                finished: r.finished,
-                ok: r.ok,
-                failures: r.failures(),
-            })
-        }
-        Ok(None) => {}
-        Err(e) => state.gather_errors.push(e.to_string()),
-    }
-    state
 }
