@@ -101,8 +101,10 @@ async fn main() -> ExitCode {
     let observer: &dyn Observer = if std::io::stdout().is_terminal() {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{prefix:>20} [{bar:40}] {bytes}/{total_bytes} {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{prefix:>20} [{bar:40}] {bytes}/{total_bytes} {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bars = Bars { bar };
         &bars
@@ -126,5 +128,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

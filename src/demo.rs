@@ -632,7 +632,6 @@ pub fn compare_trees(
     Ok(diffs)
 }
 
-
 /// The passphrase of the demo's repository key file. A demo, not a secret: it is written to
 /// `server/etc/jfiv-backup/passphrase` and the demo says so.
 pub const DEMO_PASSPHRASE: &str = "Demo-Le-Bois-pas-un-secret-2026";

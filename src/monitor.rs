@@ -523,7 +523,6 @@ pub fn evaluate(state: &SiteState, thresholds: &Thresholds, now: DateTime<Utc>) 
     }
 }
 
-
 /// Gathers the state of `site` at `now`: the backup history and last report in the state
 /// directory, the tape catalog and location register, tonight's rotation, the disk target's
 /// file system, and a full verification of the audit log against its exported checkpoints.
@@ -533,16 +532,19 @@ pub fn gather(site: &crate::site::SiteConfig, now: DateTime<Utc>) -> SiteState {
     use crate::nightly::{self, BackupHistory};
     use jfiv_backup::tape::{Catalog, LocationRegister, plan_tonight};
     let mut state = SiteState::default();
-    let history: BackupHistory = nightly::read_json(&nightly::history_path(site)).unwrap_or_else(|e| {
-        state.gather_errors.push(e.to_string());
-        BackupHistory::default()
-    });
+    let history: BackupHistory =
+        nightly::read_json(&nightly::history_path(site)).unwrap_or_else(|e| {
+            state.gather_errors.push(e.to_string());
+            BackupHistory::default()
+        });
     let catalog = Catalog::load(&site.tape.catalog).unwrap_or_else(|e| {
         state.gather_errors.push(format!("tape catalog: {e}"));
         Catalog::default()
     });
     let register = LocationRegister::load(&site.tape.register).unwrap_or_else(|e| {
-        state.gather_errors.push(format!("tape location register: {e}"));
+        state
+            .gather_errors
+            .push(format!("tape location register: {e}"));
         LocationRegister::default()
     });
     // Sources: the history, cross-checked with the tape catalog for the database.
@@ -570,21 +572,25 @@ pub fn gather(site: &crate::site::SiteConfig, now: DateTime<Utc>) -> SiteState {
             state.tapes.push(WrittenTape {
                 barcode: info.label.barcode.clone(),
                 written,
-                place: register.place_of(&info.label.barcode).map(nightly::site_place),
+                place: register
+                    .place_of(&info.label.barcode)
+                    .map(nightly::site_place),
             });
         }
     }
     // Tonight (the night starting in the evening of today).
     let policy = nightly::rotation_of(site);
-    state.tonight = Some(match plan_tonight(&catalog.inventory(), &policy, now + Duration::hours(12)) {
-        Ok(plan) => TonightTape::Planned {
-            place: register.place_of(&plan.tape).map(nightly::site_place),
-            barcode: plan.tape,
+    state.tonight = Some(
+        match plan_tonight(&catalog.inventory(), &policy, now + Duration::hours(12)) {
+            Ok(plan) => TonightTape::Planned {
+                place: register.place_of(&plan.tape).map(nightly::site_place),
+                barcode: plan.tape,
+            },
+            Err(e) => TonightTape::NoneAvailable {
+                reason: e.to_string(),
+            },
         },
-        Err(e) => TonightTape::NoneAvailable {
-            reason: e.to_string(),
-        },
-    });
+    );
     // The disk.
     state.disk = Some(match rustix::fs::statvfs(&site.disk.dir) {
         Ok(st) if std::fs::read_dir(&site.disk.dir).is_ok_and(|mut d| d.next().is_some()) => {
@@ -613,7 +619,9 @@ pub fn gather(site: &crate::site::SiteConfig, now: DateTime<Utc>) -> SiteState {
                 for entry in dir.flatten() {
                     match jfiv_audit::Checkpoint::read_from(&entry.path()) {
                         Ok(c) => checkpoints.push(c),
-                        Err(e) => state.gather_errors.push(format!("checkpoint {}: {e}", entry.path().display())),
+                        Err(e) => state
+                            .gather_errors
+                            .push(format!("checkpoint {}: {e}", entry.path().display())),
                     }
                 }
             }

@@ -1,0 +1,456 @@
+//! The hospital's procedure, sentence by sentence, as executable scenarios.
+//!
+//! One module per part of the procedure (`procedure-jfiv.txt`); each test is named after the
+//! sentence it proves and checks what a user would check: refused access, an audit record,
+//! data identical after a restore.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use jfiv::audit::{Action, Actor, AuditSink, Clock, FileLog, ManualClock, Outcome, Query};
+use jfiv::demo::{self, DemoSite, DemoSize};
+use jfiv::nightly::{self, LogLines, NightlyReport};
+use jfiv::site::SiteConfig;
+
+/// A Tuesday evening (a daily-pool night).
+fn tuesday_night() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 3, 22, 0, 0).unwrap()
+}
+
+struct Site {
+    _dir: tempfile::TempDir,
+    built: DemoSite,
+    site: SiteConfig,
+    log: Arc<FileLog>,
+    clock: Arc<ManualClock>,
+}
+
+async fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(tuesday_night()));
+    let built = demo::build_site(dir.path(), &DemoSize::tiny(), clock.clone())
+        .await
+        .unwrap();
+    let site = SiteConfig::load(&built.config).unwrap();
+    let log = Arc::new(nightly::open_audit(&site, clock.clone()).unwrap());
+    Site {
+        _dir: dir,
+        built,
+        site,
+        log,
+        clock,
+    }
+}
+
+impl Site {
+    async fn night(&self) -> NightlyReport {
+        nightly::run(
+            &self.site,
+            self.log.clone(),
+            Actor::new("nightly-backup", "backup-operator"),
+            self.clock.clone(),
+            &LogLines,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn events(&self, action: Action) -> Vec<jfiv::audit::AuditEvent> {
+        self.log
+            .query(&Query::all())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .filter(|e| e.action == action)
+            .collect()
+    }
+}
+
+mod access_security {
+    use super::*;
+    use jfiv::audit::MemorySink;
+    use jfiv::auth::{
+        AccessGate, ConnectionContext, Credentials, ErrorKind, LocalAccounts, LocalOptions,
+        Permission, Profile, RemoteAccessPolicy, SecretString,
+    };
+
+    async fn gate(dir: &Path) -> (AccessGate<LocalAccounts>, Arc<MemorySink>) {
+        let accounts =
+            LocalAccounts::open(dir.join("accounts.json"), LocalOptions::default()).unwrap();
+        accounts
+            .create_account(
+                "s.durand",
+                Profile::Secretary,
+                &SecretString::from("Accueil-AMP#2026"),
+            )
+            .unwrap();
+        accounts
+            .create_account(
+                "dr.martin",
+                Profile::Clinician,
+                &SecretString::from("Ponction-J14#Bois"),
+            )
+            .unwrap();
+        let policy = RemoteAccessPolicy::builder()
+            .lan("10.20.0.0/16".parse().unwrap())
+            .build()
+            .unwrap();
+        let sink = Arc::new(MemorySink::new());
+        let clock = Arc::new(ManualClock::new(tuesday_night()));
+        (AccessGate::new(accounts, policy, sink.clone(), clock), sink)
+    }
+
+    fn lan() -> ConnectionContext {
+        ConnectionContext::new("10.20.4.2".parse().unwrap()).with_workstation("amp-accueil-1")
+    }
+
+    #[tokio::test]
+    async fn access_is_only_by_personal_login_and_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gate, sink) = gate(dir.path()).await;
+        let ok = gate
+            .login(
+                &Credentials::new("s.durand", "Accueil-AMP#2026", ""),
+                &lan(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.info.username, "s.durand");
+        let wrong = gate
+            .login(&Credentials::new("s.durand", "accueil", ""), &lan())
+            .await
+            .unwrap_err();
+        let unknown = gate
+            .login(
+                &Credentials::new("secretariat", "Accueil-AMP#2026", ""),
+                &lan(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            wrong.to_string(),
+            unknown.to_string(),
+            "no hint whether the user exists"
+        );
+        let trail = sink.query(&Query::all()).await.unwrap();
+        let by_user: Vec<(&str, Action)> = trail
+            .iter()
+            .map(|r| (r.event.actor.user_id.as_str(), r.event.action))
+            .collect();
+        assert!(
+            by_user.contains(&("s.durand", Action::LoginSuccess)),
+            "{by_user:?}"
+        );
+        assert!(
+            by_user.contains(&("s.durand", Action::LoginFailure)),
+            "{by_user:?}"
+        );
+        assert!(
+            by_user.contains(&("secretariat", Action::LoginFailure)),
+            "{by_user:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_a_user_may_do_depends_on_their_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gate, _) = gate(dir.path()).await;
+        let secretary = gate
+            .login(
+                &Credentials::new("s.durand", "Accueil-AMP#2026", ""),
+                &lan(),
+            )
+            .await
+            .unwrap();
+        let clinician = gate
+            .login(
+                &Credentials::new("dr.martin", "Ponction-J14#Bois", ""),
+                &lan(),
+            )
+            .await
+            .unwrap();
+        let denied = gate
+            .require(&secretary.token, Permission::ReadMedical)
+            .await
+            .unwrap_err();
+        assert_eq!(denied.kind(), ErrorKind::PermissionDenied);
+        gate.require(&clinician.token, Permission::ReadMedical)
+            .await
+            .unwrap();
+        gate.require(&secretary.token, Permission::WriteAdministrative)
+            .await
+            .unwrap();
+    }
+}
+
+mod remote_access {
+    use super::*;
+    use jfiv::audit::MemorySink;
+    use jfiv::auth::{
+        AccessGate, ConnectionContext, Credentials, LocalAccounts, LocalOptions, Profile,
+        RemoteAccessPolicy, SecretString,
+    };
+    use jfiv::site::FileChecks;
+
+    #[tokio::test]
+    async fn remote_users_outside_the_vpn_pool_are_refused_before_any_password_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts =
+            LocalAccounts::open(dir.path().join("a.json"), LocalOptions::default()).unwrap();
+        accounts
+            .create_account(
+                "dr.bernard",
+                Profile::Clinician,
+                &SecretString::from("Cabinet-Gyneco#1"),
+            )
+            .unwrap();
+        let policy = RemoteAccessPolicy::builder()
+            .lan("10.20.0.0/16".parse().unwrap())
+            .build()
+            .unwrap();
+        let sink = Arc::new(MemorySink::new());
+        let gate = AccessGate::new(
+            accounts,
+            policy,
+            sink.clone(),
+            Arc::new(ManualClock::new(tuesday_night())),
+        );
+        let internet = ConnectionContext::new("203.0.113.9".parse().unwrap());
+        let refused = gate
+            .login(
+                &Credentials::new("dr.bernard", "Cabinet-Gyneco#1", ""),
+                &internet,
+            )
+            .await;
+        assert!(
+            refused.is_err(),
+            "a connection from the internet was let in"
+        );
+        let trail = sink.query(&Query::all()).await.unwrap();
+        assert!(
+            trail
+                .iter()
+                .any(|r| r.event.action == Action::AccessRefused
+                    && r.event.outcome == Outcome::Refused),
+            "{trail:?}"
+        );
+        assert!(!trail.iter().any(|r| r.event.action == Action::LoginSuccess));
+    }
+
+    #[test]
+    fn remote_users_need_vpn_and_personal_certificate_so_a_vpn_pool_needs_a_ca_and_its_crl() {
+        let text = include_str!("../examples/hospital.toml")
+            .replace("ca_file = \"/etc/jfiv/vpn-ca.pem\"\n", "")
+            .replace("crl_file = \"/etc/jfiv/vpn-ca.crl\"\n", "");
+        let err =
+            SiteConfig::from_toml(&text, Path::new("hospital.toml"), FileChecks::Skip).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a VPN pool needs ca_file and crl_file"),
+            "{err}"
+        );
+    }
+}
+
+mod daily_database_backup_to_tape {
+    use super::*;
+    use jfiv::backup::tape::Catalog;
+
+    #[tokio::test]
+    async fn database_is_backed_up_daily_to_tape() {
+        let s = site().await;
+        let report = s.night().await;
+        assert!(report.ok, "{}", report.summary());
+        let db = report.database.clone().unwrap();
+        assert!(db.verified, "the tape was read back and authenticated");
+        assert_eq!(db.row_counts["patients"], 20);
+        let catalog = Catalog::load(&s.site.tape.catalog).unwrap();
+        let session = catalog.latest_complete("jfiv-db").unwrap();
+        assert!(session.verified());
+        assert_eq!(session.catalog.volumes[0].tape, db.tape);
+        assert!(
+            db.tape.starts_with("LEB00"),
+            "a daily tape on a Tuesday: {}",
+            db.tape
+        );
+        let verified = s.events(Action::BackupVerified).await;
+        assert!(
+            verified
+                .iter()
+                .any(|e| e.details.contains(&db.tape) && e.outcome == Outcome::Success)
+        );
+        assert!(!s.events(Action::TapeLoaded).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn each_night_gets_its_own_tape_and_a_tape_under_retention_is_not_overwritten() {
+        let s = site().await;
+        let first = s.night().await.database.unwrap().tape;
+        s.clock.advance(Duration::days(1));
+        let second = s.night().await.database.unwrap().tape;
+        assert_ne!(first, second, "last night's tape is still under retention");
+        let catalog = Catalog::load(&s.site.tape.catalog).unwrap();
+        assert_eq!(catalog.sessions.len(), 2, "both nights are on tape");
+    }
+}
+
+mod daily_application_backup_to_disk {
+    use super::*;
+    use jfiv::backup::{DiskTarget, list_snapshots};
+
+    #[tokio::test]
+    async fn application_server_is_backed_up_daily_to_disks_in_another_room() {
+        let s = site().await;
+        let report = s.night().await;
+        let app = report.application.clone().unwrap();
+        assert!(app.verified, "{}", report.summary());
+        assert!(
+            !s.site.disk.dir.starts_with(&s.built.server),
+            "the disk is not in the server"
+        );
+        std::fs::write(
+            s.built.server.join("etc/jfiv/jfiv.conf"),
+            b"listen = 0.0.0.0:9443\n",
+        )
+        .unwrap();
+        s.clock.advance(Duration::days(1));
+        let second = s.night().await.application.unwrap();
+        assert!(
+            second.files_reused > 0,
+            "unchanged files are not read again"
+        );
+        assert!(
+            second.files_reused < second.files,
+            "the changed file is stored"
+        );
+        let key = nightly::open_key(&s.site).unwrap();
+        let target = DiskTarget::open_read_only(&s.site.disk.dir).unwrap();
+        let snapshots = list_snapshots(&target, &key).await.unwrap();
+        assert_eq!(
+            snapshots
+                .iter()
+                .filter(|s| s.source.name == "jfiv-app")
+                .count(),
+            2
+        );
+    }
+}
+
+mod offsite_storage {
+    use super::*;
+    use jfiv::backup::tape::{Custody, LocationRegister, Place};
+    use jfiv::monitor::{Status, Thresholds, evaluate, gather};
+
+    #[tokio::test]
+    async fn tapes_are_stored_away_from_the_server_room() {
+        let s = site().await;
+        let db = s.night().await.database.unwrap();
+        // Next morning, 10:00, after the 09:30 deadline: the tape is still in the drive.
+        s.clock
+            .set(Utc.with_ymd_and_hms(2026, 3, 4, 10, 0, 0).unwrap());
+        let thresholds = Thresholds::of(&s.site);
+        let eval = evaluate(&gather(&s.site, s.clock.now()), &thresholds, s.clock.now());
+        assert_eq!(eval.status, Status::Critical, "{}", eval.output());
+        assert!(eval.status_line().contains(&format!(
+            "tape {} written last night is still in the drive",
+            db.tape
+        )));
+        // The operator takes it to the offsite room.
+        let locations = nightly::locations_of(&s.site);
+        let mut register = LocationRegister::load(&s.site.tape.register).unwrap();
+        register
+            .record_move(
+                &db.tape,
+                Place::Offsite,
+                "m.lefevre",
+                &Custody {
+                    config: &locations,
+                    clock: s.clock.as_ref(),
+                    sink: s.log.as_ref(),
+                    host: "jfiv-srv01",
+                },
+            )
+            .await
+            .unwrap();
+        register.save(&s.site.tape.register).unwrap();
+        let eval = evaluate(&gather(&s.site, s.clock.now()), &thresholds, s.clock.now());
+        assert!(
+            !eval.status_line().contains("still in"),
+            "{}",
+            eval.output()
+        );
+        assert_eq!(eval.status, Status::Ok, "{}", eval.output());
+        let moves = s.events(Action::TapeMoved).await;
+        assert!(
+            moves
+                .iter()
+                .any(|e| e.object.as_deref() == Some(db.tape.as_str())
+                    && e.actor.user_id == "m.lefevre"
+                    && e.details.contains("Local archives"))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_monitoring_check_sees_a_backup_older_than_the_rpo() {
+        let s = site().await;
+        s.night().await;
+        s.clock.advance(Duration::hours(30));
+        let eval = evaluate(
+            &gather(&s.site, s.clock.now()),
+            &Thresholds::of(&s.site),
+            s.clock.now(),
+        );
+        assert_eq!(eval.status.exit_code(), 1, "{}", eval.output());
+        assert!(
+            eval.status_line().contains("age_db=30.0h;26;48"),
+            "{}",
+            eval.status_line()
+        );
+    }
+}
+
+mod degraded_procedure {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_new_server_can_be_rebuilt_from_the_latest_backup() {
+        let s = site().await;
+        let report = s.night().await;
+        assert!(report.ok, "{}", report.summary());
+        // The server burns with its catalog, register and key file.
+        std::fs::remove_dir_all(&s.built.server).unwrap();
+        let new_root = s.built.dir.join("nouveau-serveur");
+        std::fs::create_dir_all(&new_root).unwrap();
+        let rebuilt = demo::rebuild_server(
+            &s.site,
+            &s.built.paper_key,
+            &new_root,
+            s.built.dir.join("restore-state"),
+            s.log.clone(),
+            &Actor::new("m.lefevre", "backup-operator"),
+            s.clock.clone(),
+        )
+        .await
+        .unwrap();
+        assert!(rebuilt.report.is_complete(), "{:?}", rebuilt.report.steps);
+        let diffs = demo::compare_databases(
+            &s.built.originals.join("jfiv.sqlite"),
+            &new_root.join("srv/jfiv/data/jfiv.sqlite"),
+        )
+        .unwrap();
+        assert!(diffs.is_empty(), "{diffs:?}");
+        let skip_logs = |p: &Path| p.starts_with("jfiv/logs");
+        let diffs = demo::compare_trees(
+            &s.built.originals.join("tree/opt"),
+            &new_root.join("opt"),
+            &skip_logs,
+        )
+        .unwrap();
+        assert!(diffs.is_empty(), "{diffs:?}");
+        assert!(!s.events(Action::RestoreFinished).await.is_empty());
+        let verified = s.log.verify(&[]).await.unwrap();
+        assert!(verified.records > 10);
+    }
+}
