@@ -4,6 +4,9 @@
 //! sentence it proves and checks what a user would check: refused access, an audit record,
 //! data identical after a restore.
 
+// Setup helpers outside `#[test]` functions panic on failure, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 
