@@ -210,7 +210,7 @@ fn main() -> Res<()> {
                     &VirtualTapeSpec {
                         barcode: barcode.clone(),
                         capacity: capacity_mb * 1_000_000,
-                        early_warning_zone: 64 << 20,
+                        early_warning_zone: (capacity_mb * 1_000_000 / 4).min(64 << 20),
                     },
                 )?;
             }
