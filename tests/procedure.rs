@@ -341,6 +341,51 @@ mod daily_application_backup_to_disk {
     }
 }
 
+mod nightly_report {
+    use super::*;
+    use jfiv::monitor::{Status, Thresholds, evaluate, gather};
+
+    #[tokio::test]
+    async fn a_missing_disk_fails_the_night_without_costing_the_tape_backup() {
+        let s = site().await;
+        let unmounted = s.site.disk.dir.with_extension("unmounted");
+        std::fs::rename(&s.site.disk.dir, &unmounted).unwrap();
+        let report = s.night().await;
+        assert!(!report.ok);
+        assert_eq!(
+            report.failures(),
+            ["application-to-disk"],
+            "{}",
+            report.summary()
+        );
+        assert!(
+            report.database.as_ref().unwrap().verified,
+            "the tape backup still ran"
+        );
+        let saved: NightlyReport =
+            serde_json::from_slice(&std::fs::read(nightly::last_report_path(&s.site)).unwrap())
+                .unwrap();
+        assert_eq!(saved, report, "the JSON report is what the job did");
+        let failed = s.events(Action::BackupFailed).await;
+        assert!(failed.is_empty() || failed.iter().all(|e| e.outcome == Outcome::Failure));
+        let eval = evaluate(
+            &gather(&s.site, s.clock.now()),
+            &Thresholds::of(&s.site),
+            s.clock.now(),
+        );
+        assert_eq!(eval.status, Status::Critical, "{}", eval.output());
+        assert!(
+            eval.status_line().contains("disk target unavailable"),
+            "{}",
+            eval.status_line()
+        );
+        assert!(
+            eval.status_line()
+                .contains("jfiv-app has no successful verified backup")
+        );
+    }
+}
+
 mod offsite_storage {
     use super::*;
     use jfiv::backup::tape::{Custody, LocationRegister, Place};
