@@ -79,17 +79,7 @@ impl Catalog {
     /// # Errors
     /// [`Error::State`] when the file cannot be read or parsed.
     pub fn load(path: &Path) -> Result<Self> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::State {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(Error::State {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }),
-        }
+        load_json_state(path)
     }
 
     /// Saves the catalog to `path` atomically (temporary file, fsync, rename, fsync of the
@@ -98,11 +88,7 @@ impl Catalog {
     /// # Errors
     /// [`Error::State`].
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::State {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        write_atomically(path, &json)
+        save_json_state(path, self)
     }
 
     /// Records a (re)labelled tape: sessions that were on it are gone.
@@ -378,6 +364,28 @@ pub fn scan_tape(device: &mut dyn TapeDevice) -> Result<TapeScan> {
         file += 1;
     }
     Ok(TapeScan { label, files })
+}
+
+/// Loads a JSON state file (catalog, location register); a missing file is the default value.
+pub(super) fn load_json_state<T: Default + serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let state_err = |reason: String| Error::State {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| state_err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(state_err(e.to_string())),
+    }
+}
+
+/// Saves a JSON state file atomically (see [`write_atomically`]).
+pub(super) fn save_json_state<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| Error::State {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    write_atomically(path, &json)
 }
 
 /// Writes `bytes` to `path` atomically: temporary file in the same directory, fsync, rename,

@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use jfiv_audit::{Action, Actor, AuditEvent, AuditSink, Clock, Origin, Outcome};
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{Catalog, write_atomically};
+use super::catalog::{Catalog, load_json_state, save_json_state};
 use super::{Error, Result};
 
 /// A place a tape can be.
@@ -137,17 +137,7 @@ impl LocationRegister {
     /// # Errors
     /// [`Error::State`].
     pub fn load(path: &Path) -> Result<Self> {
-        match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::State {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(Error::State {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }),
-        }
+        load_json_state(path)
     }
 
     /// Saves it atomically.
@@ -155,11 +145,7 @@ impl LocationRegister {
     /// # Errors
     /// [`Error::State`].
     pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::State {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        write_atomically(path, &json)
+        save_json_state(path, self)
     }
 
     /// Where `tape` is.
