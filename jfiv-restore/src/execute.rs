@@ -15,7 +15,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -349,24 +348,19 @@ pub struct ExecuteContext<'a> {
     pub options: ExecuteOptions,
 }
 
+/// Writes a state, staging or manifest file atomically with the backup crate's
+/// [`jfiv_backup::disk::write_atomic`] (temp, fsync, rename, directory fsync), creating its
+/// directory first. Mode 0600: these files describe a patient-data restore.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |e: std::io::Error| Error::State {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
-    Ok(())
+    fs::create_dir_all(dir).map_err(|e| Error::State {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(jfiv_backup::disk::write_atomic(path, bytes, 0o600)?)
 }
 
 fn load_state(path: &Path, plan: &RestorePlan) -> Result<State> {
