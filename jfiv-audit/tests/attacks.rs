@@ -192,7 +192,11 @@ async fn a_modified_byte_in_any_field_is_found_at_its_record() {
             - 1;
         let at = if target.ends_with('"') { at + 1 } else { at };
         let mut tampered = line.clone();
+        // Stay within the field's alphabet, so that the change is a forged value and not a
+        // malformed line: the chain value is random hex, and 'f' + 1 would not be hex.
+        let is_hex = target.starts_with("\"chain\"");
         tampered[at] = match tampered[at] {
+            b'f' if is_hex => b'0',
             b'0'..=b'8' => tampered[at] + 1,
             b'9' => b'0',
             b'a'..=b'y' => tampered[at] + 1,
