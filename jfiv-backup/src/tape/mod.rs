@@ -6,7 +6,9 @@
 //!
 //! - [`TapeDevice`], the synchronous `&mut self` trait of one drive, with [`LinuxTape`] (the
 //!   Linux `st` driver), [`VirtualTape`] (a file-backed image) and [`MemoryTape`]; a
-//!   [`VirtualLibrary`] of named slots stands in for an autoloader or a shelf;
+//!   [`VirtualLibrary`] of named slots stands in for an autoloader or a shelf, its changers
+//!   ([`LibraryChanger`], borrowing it, and [`OwnedLibraryChanger`], for a [`TapeJob`]) hand out
+//!   the next tapes of a session;
 //! - [`format`], the self-describing on-tape format: a media label in file 0, each backup
 //!   session as its own tape file(s) of framed, checksummed blocks and records, spanning tapes
 //!   at early warning ([`SessionWriter`]), read back by [`read_session`];
@@ -74,5 +76,6 @@ pub use target::{
 };
 pub use uuid::Uuid;
 pub use virtual_tape::{
-    ChangerPurpose, LibraryChanger, VirtualLibrary, VirtualTape, VirtualTapeSpec,
+    ChangerJournal, ChangerLog, ChangerPurpose, LibraryChanger, OwnedLibraryChanger,
+    VirtualLibrary, VirtualTape, VirtualTapeSpec,
 };

@@ -1402,3 +1402,142 @@ mod library_slots {
         ));
     }
 }
+
+mod owned_changer {
+    use super::*;
+    use crate::{BackupOptions, DirectorySource, NoProgress, RepositoryKey};
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Four 1.25 MB incompressible files: more than the 3 MiB a tape takes before its early
+    /// warning, less than two tapes.
+    fn data(dir: &std::path::Path) -> DirectorySource {
+        std::fs::create_dir_all(dir).unwrap();
+        for i in 0..4u64 {
+            std::fs::write(dir.join(format!("part-{i}.bin")), noise(i + 7, 1_250_000)).unwrap();
+        }
+        DirectorySource::new("jfiv-db").root_as(dir, "db")
+    }
+
+    fn write_candidates(lib: &Library) -> ChangerPurpose {
+        ChangerPurpose::Write {
+            inventory: lib
+                .labels
+                .iter()
+                .map(|l| MediaInfo {
+                    label: l.clone(),
+                    last_written: None,
+                })
+                .collect(),
+            policy: RotationPolicy::default(),
+            now: at(2026, 1, 5, 21),
+        }
+    }
+
+    fn job(
+        lib: &Library,
+        changer: OwnedLibraryChanger,
+        verify_changer: OwnedLibraryChanger,
+    ) -> TapeJob {
+        // Owned changers are `'static`: the job can hold them without leaking a library.
+        TapeJob::new(
+            Box::new(lib.lib.load("T0000").unwrap()),
+            lib.labels[0].clone(),
+            opts(Pool::Daily),
+            Box::new(changer),
+            Box::new(verify_changer),
+            Arc::new(ManualClock::new(at(2026, 1, 5, 21))),
+        )
+    }
+
+    #[test]
+    fn a_tape_job_spans_two_tapes_with_owned_changers_and_verifies_both() {
+        let lib = library(3, Pool::Daily, 8 << 20, 5 << 20);
+        let source = data(&lib._dir.path().join("data"));
+        let shared = Arc::new(VirtualLibrary::open(lib.lib.dir()).unwrap());
+        let changer = OwnedLibraryChanger::new(
+            shared.clone(),
+            vec!["T0001".into(), "T0002".into()],
+            write_candidates(&lib),
+        );
+        let written = changer.journal();
+        let reader =
+            OwnedLibraryChanger::new(shared, lib.lib.barcodes().unwrap(), ChangerPurpose::Read);
+        let read = reader.journal();
+        let key = RepositoryKey::generate();
+        let done = rt()
+            .block_on(backup_to_tape(
+                &source,
+                &key,
+                None,
+                &BackupOptions::default(),
+                &NoProgress,
+                job(&lib, changer, reader),
+            ))
+            .unwrap();
+        assert!(done.summary.complete);
+        let tapes: Vec<&str> = done
+            .summary
+            .catalog
+            .volumes
+            .iter()
+            .map(|v| v.tape.as_str())
+            .collect();
+        assert_eq!(tapes, ["T0000", "T0001"]);
+        assert_eq!(written.snapshot().loaded, ["T0001"]);
+        assert!(written.snapshot().skipped.is_empty());
+        let verification = done.verification.unwrap();
+        assert!(verification.ok, "{verification:?}");
+        assert_eq!(verification.chunks, done.summary.catalog.chunks);
+        // The verification asked for volume 1 again, then volume 2.
+        assert_eq!(read.snapshot().loaded, ["T0000", "T0001"]);
+    }
+
+    #[test]
+    fn with_no_other_tape_of_the_pool_in_the_library_the_job_fails_and_the_journal_says_why() {
+        let mut lib = library(2, Pool::Daily, 8 << 20, 5 << 20);
+        lib.lib.take_out("T0001").unwrap();
+        let source = data(&lib._dir.path().join("data"));
+        let shared = Arc::new(VirtualLibrary::open(lib.lib.dir()).unwrap());
+        let changer =
+            OwnedLibraryChanger::new(shared.clone(), vec!["T0001".into()], write_candidates(&lib));
+        let written = changer.journal();
+        let reader = OwnedLibraryChanger::new(shared, vec!["T0000".into()], ChangerPurpose::Read);
+        let err = rt()
+            .block_on(backup_to_tape(
+                &source,
+                &RepositoryKey::generate(),
+                None,
+                &BackupOptions::default(),
+                &NoProgress,
+                job(&lib, changer, reader),
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains("no tape of pool daily"), "{err}");
+        let log = written.snapshot();
+        assert!(log.loaded.is_empty());
+        assert_eq!(log.skipped.len(), 1, "{log:?}");
+        assert!(
+            log.skipped[0].starts_with("T0001: ") && log.skipped[0].contains("not in the library"),
+            "{log:?}"
+        );
+        // The borrowed changer behaves the same.
+        let mut borrowed =
+            LibraryChanger::new(&lib.lib, vec!["T0001".into()], ChangerPurpose::Read);
+        let request = VolumeRequest {
+            session: Uuid::new_v4(),
+            volume: 2,
+            pool: Pool::Daily,
+            used: vec!["T0000".into()],
+            expected: None,
+        };
+        assert!(borrowed.next_volume(&request).is_err());
+        assert_eq!(borrowed.skipped.len(), 1);
+    }
+}

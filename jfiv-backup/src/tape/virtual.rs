@@ -20,6 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -550,6 +551,9 @@ pub enum ChangerPurpose {
 
 /// A [`VolumeChanger`] that takes the next tape of a set from a [`VirtualLibrary`], the way an
 /// autoloader would: it tries the candidates in order and skips any that may not be used.
+///
+/// It borrows the library; [`OwnedLibraryChanger`] is the same changer holding a shared handle,
+/// for a [`TapeJob`](super::TapeJob), which takes its changers by value.
 #[derive(Debug)]
 pub struct LibraryChanger<'a> {
     library: &'a VirtualLibrary,
@@ -575,40 +579,143 @@ impl<'a> LibraryChanger<'a> {
     }
 }
 
-impl VolumeChanger for LibraryChanger<'_> {
-    fn next_volume(&mut self, request: &VolumeRequest) -> Result<Box<dyn TapeDevice>> {
-        for barcode in self.candidates.clone() {
-            if request.used.contains(&barcode) {
+/// The first candidate not yet used by the session that loads and suits `purpose`; the others
+/// tried are appended to `skipped` with the reason.
+fn next_from_library(
+    library: &VirtualLibrary,
+    candidates: &[String],
+    purpose: &ChangerPurpose,
+    request: &VolumeRequest,
+    skipped: &mut Vec<String>,
+) -> Result<(String, VirtualTape)> {
+    for barcode in candidates {
+        if request.used.contains(barcode) {
+            continue;
+        }
+        let mut tape = match library.load(barcode) {
+            Ok(t) => t,
+            Err(e) => {
+                skipped.push(format!("{barcode}: {e}"));
                 continue;
             }
-            let mut tape = match self.library.load(&barcode) {
-                Ok(t) => t,
-                Err(e) => {
-                    self.skipped.push(format!("{barcode}: {e}"));
-                    continue;
-                }
-            };
-            let ok = match &self.purpose {
-                ChangerPurpose::Write {
-                    inventory,
-                    policy,
-                    now,
-                } => read_label(&mut tape).and_then(|label| {
-                    check_pool_member(&label, &request.pool, inventory, policy, *now)
-                }),
-                ChangerPurpose::Read => {
-                    find_session_file(&mut tape, &barcode, request.session, request.volume)
-                        .map(|_| ())
-                }
-            };
-            match ok {
-                Ok(()) => return Ok(Box::new(tape)),
-                Err(e) => self.skipped.push(format!("{barcode}: {e}")),
+        };
+        let ok = match purpose {
+            ChangerPurpose::Write {
+                inventory,
+                policy,
+                now,
+            } => read_label(&mut tape).and_then(|label| {
+                check_pool_member(&label, &request.pool, inventory, policy, *now)
+            }),
+            ChangerPurpose::Read => {
+                find_session_file(&mut tape, barcode, request.session, request.volume).map(|_| ())
             }
+        };
+        match ok {
+            Ok(()) => return Ok((barcode.clone(), tape)),
+            Err(e) => skipped.push(format!("{barcode}: {e}")),
         }
-        Err(Error::NoTapeAvailable {
-            pool: request.pool.clone(),
-            earliest: None,
-        })
+    }
+    Err(Error::NoTapeAvailable {
+        pool: request.pool.clone(),
+        earliest: None,
+    })
+}
+
+impl VolumeChanger for LibraryChanger<'_> {
+    fn next_volume(&mut self, request: &VolumeRequest) -> Result<Box<dyn TapeDevice>> {
+        let (_, tape) = next_from_library(
+            self.library,
+            &self.candidates,
+            &self.purpose,
+            request,
+            &mut self.skipped,
+        )?;
+        Ok(Box::new(tape))
+    }
+}
+
+/// What an [`OwnedLibraryChanger`] did, readable after the job that owned it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangerLog {
+    /// The barcodes it handed out, in order.
+    pub loaded: Vec<String>,
+    /// The candidates it skipped, each with the reason (`BARCODE: why`).
+    pub skipped: Vec<String>,
+}
+
+/// A shared view of an [`OwnedLibraryChanger`]'s [`ChangerLog`] (cheap to clone).
+#[derive(Debug, Clone, Default)]
+pub struct ChangerJournal(Arc<Mutex<ChangerLog>>);
+
+impl ChangerJournal {
+    /// A copy of the log so far.
+    pub fn snapshot(&self) -> ChangerLog {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn with(&self, f: impl FnOnce(&mut ChangerLog)) {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+/// [`LibraryChanger`] holding a shared handle on the library instead of a borrow, so that it can
+/// be given by value to a [`TapeJob`](super::TapeJob) (`Box<dyn VolumeChanger>`) and live as
+/// long as the job. Same behaviour: candidates tried in order, tapes that may not be used
+/// skipped. What it loaded and skipped stays readable through [`journal`](Self::journal) after
+/// the job has consumed the changer.
+///
+/// The handle is the library as it was opened: a tape put into a slot afterwards is only seen
+/// by a library opened again.
+#[derive(Debug)]
+pub struct OwnedLibraryChanger {
+    library: Arc<VirtualLibrary>,
+    candidates: Vec<String>,
+    purpose: ChangerPurpose,
+    journal: ChangerJournal,
+}
+
+impl OwnedLibraryChanger {
+    /// A changer offering `candidates` (barcodes, in order of preference) from `library`.
+    pub fn new(
+        library: Arc<VirtualLibrary>,
+        candidates: Vec<String>,
+        purpose: ChangerPurpose,
+    ) -> Self {
+        Self {
+            library,
+            candidates,
+            purpose,
+            journal: ChangerJournal::default(),
+        }
+    }
+
+    /// The log of what this changer loads and skips, shared with it.
+    pub fn journal(&self) -> ChangerJournal {
+        self.journal.clone()
+    }
+}
+
+impl VolumeChanger for OwnedLibraryChanger {
+    fn next_volume(&mut self, request: &VolumeRequest) -> Result<Box<dyn TapeDevice>> {
+        let mut skipped = Vec::new();
+        let result = next_from_library(
+            &self.library,
+            &self.candidates,
+            &self.purpose,
+            request,
+            &mut skipped,
+        );
+        self.journal.with(|log| {
+            log.skipped.extend(skipped);
+            if let Ok((barcode, _)) = &result {
+                log.loaded.push(barcode.clone());
+            }
+        });
+        let (_, tape) = result?;
+        Ok(Box::new(tape))
     }
 }
