@@ -5,15 +5,37 @@
 //! its metadata, and only then renames it to its final name. A chunk that fails to
 //! authenticate fails only the files that use it. [`extract`] drives an extractor from a
 //! random-access target; a tape restore feeds one with the chunks of a session in stored order.
+//!
+//! # Performance
+//! With [`Extractor::start_workers`], one thread per core authenticates, decompresses
+//! (one zstd context per thread, see `format`) and writes chunks, with a bounded number in
+//! flight. Files are written with positional writes through a handle kept open between their
+//! chunks, so several files (and several chunks of one file) are written concurrently.
+//! A file's BLAKE3 is computed as its chunks arrive: a chunk written ahead of the hashed
+//! prefix is held (a bounded amount of memory in all) until the gap is filled; beyond that
+//! budget the file is hashed by reading it back before its rename, which is slower but
+//! equally safe. Metadata is restored through the open handle (`fchown`, `fchmod`,
+//! `futimens`).
+//!
+//! # Durability
+//! Files are renamed once verified but not synced one by one (unless
+//! [`ExtractOptions::fsync`]). Whoever records an extraction as done (a restore checkpoint)
+//! must first make the destination durable, with one `syncfs` of its file system: until then,
+//! a crash may lose renamed files, and the record must not claim them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
+use std::future::Future;
 use std::io::Read;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc as mpsc_std};
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::{
     BackupTarget, ChunkId, Entry, EntryKind, Error, Manifest, Metadata, Object, Progress,
@@ -141,6 +163,16 @@ pub enum FileOutcome {
     Failed(FailedFile),
 }
 
+/// A file use of a chunk: (file index, offset in the file, length).
+type Use = (usize, u64, u32);
+
+/// Files kept open between their chunks at most; past this, a file is reopened per chunk.
+const MAX_OPEN_FILES: usize = 256;
+
+/// Plaintext held to hash files in order when their chunks arrive out of order; past this,
+/// such a file is hashed by reading it back before its rename.
+const PARK_BUDGET: u64 = 256 << 20;
+
 #[derive(Debug)]
 struct FileState {
     path: String,
@@ -151,23 +183,75 @@ struct FileState {
     chunk_count: usize,
     remaining: usize,
     created: bool,
+    handle: Option<File>,
     hasher: Option<blake3::Hasher>,
     next_offset: u64,
+    /// Chunks written ahead of `next_offset`, waiting to be hashed in order.
+    parked: BTreeMap<u64, Arc<Vec<u8>>>,
     finished: bool,
     consistent: bool,
 }
 
-/// Extracts the files of one manifest from chunks fed to it (see the module docs).
-#[derive(Debug)]
-pub struct Extractor {
-    key: RepositoryKey,
-    options: ExtractOptions,
-    files: Vec<FileState>,
-    uses: HashMap<ChunkId, Vec<(usize, u64, u32)>>,
-    order: Vec<ChunkId>,
-    dirs: Vec<(PathBuf, Metadata)>,
+#[derive(Debug, Default)]
+struct Log {
     report: ExtractReport,
     pending: Vec<FileOutcome>,
+}
+
+/// What the feeding thread and the workers share. Lock order: a file, then the log.
+#[derive(Debug)]
+struct Shared {
+    key: RepositoryKey,
+    options: ExtractOptions,
+    files: Vec<Mutex<FileState>>,
+    log: Mutex<Log>,
+    open_files: AtomicUsize,
+    parked_bytes: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking worker leaves its file unfinished (it fails at `finish`); the data behind
+    // the lock stays usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug)]
+struct Job {
+    id: ChunkId,
+    blob: Vec<u8>,
+    uses: Vec<Use>,
+}
+
+#[derive(Debug)]
+struct Workers {
+    tx: mpsc_std::SyncSender<Job>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    room: Arc<Notify>,
+}
+
+impl Workers {
+    fn join(self) {
+        drop(self.tx);
+        for h in self.handles {
+            // A panicked worker's files are failed by `finish` as incomplete.
+            let _ = h.join();
+        }
+    }
+}
+
+/// Extracts the files of one manifest from chunks fed to it (see the module docs).
+///
+/// By default every chunk is decoded and written on the feeding thread. After
+/// [`start_workers`](Extractor::start_workers), fed blobs are authenticated, decompressed and
+/// written by a pool of threads (a bounded number in flight: feeding blocks when the pool is
+/// busy); files are written with positional writes, so chunks may complete in any order.
+#[derive(Debug)]
+pub struct Extractor {
+    shared: Arc<Shared>,
+    uses: HashMap<ChunkId, Vec<Use>>,
+    order: Vec<ChunkId>,
+    dirs: Vec<(PathBuf, Metadata)>,
+    workers: Option<Workers>,
 }
 
 /// Checks that a snapshot path is relative and stays inside the destination.
@@ -207,16 +291,12 @@ impl Extractor {
         options: ExtractOptions,
     ) -> Result<Self> {
         fs::create_dir_all(dest).map_err(|e| Error::io("create", dest, e))?;
-        let mut ex = Self {
-            key: key.clone(),
-            options,
-            files: Vec::new(),
-            uses: HashMap::new(),
-            order: Vec::new(),
-            dirs: Vec::new(),
-            report: ExtractReport::default(),
-            pending: Vec::new(),
-        };
+        let mut report = ExtractReport::default();
+        let mut files = Vec::new();
+        let mut uses: HashMap<ChunkId, Vec<Use>> = HashMap::new();
+        let mut order = Vec::new();
+        let mut dirs = Vec::new();
+        let mut created_dirs: HashSet<PathBuf> = HashSet::new();
         for entry in manifest
             .entries
             .iter()
@@ -224,14 +304,18 @@ impl Extractor {
         {
             let rel = safe_relative(&entry.path)?;
             let target = dest.join(&rel);
-            if let Some(parent) = target.parent() {
+            if let Some(parent) = target.parent()
+                && !created_dirs.contains(parent)
+            {
                 fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+                created_dirs.insert(parent.to_path_buf());
             }
             match &entry.kind {
                 EntryKind::Dir => {
                     fs::create_dir_all(&target).map_err(|e| Error::io("create", &target, e))?;
-                    ex.report.dirs += 1;
-                    ex.dirs.push((target, entry.meta));
+                    created_dirs.insert(target.clone());
+                    report.dirs += 1;
+                    dirs.push((target, entry.meta));
                 }
                 EntryKind::Symlink { target: link } => {
                     if fs::symlink_metadata(&target).is_ok() {
@@ -239,58 +323,133 @@ impl Extractor {
                     }
                     std::os::unix::fs::symlink(link, &target)
                         .map_err(|e| Error::io("create symlink", &target, e))?;
-                    if ex.options.owner
+                    if options.owner
                         && let Err(e) = std::os::unix::fs::lchown(
                             &target,
                             Some(entry.meta.uid),
                             Some(entry.meta.gid),
                         )
                     {
-                        ex.report
+                        report
                             .metadata_warnings
                             .push(format!("{}: owner not restored: {e}", entry.path));
                     }
-                    ex.report.symlinks += 1;
+                    report.symlinks += 1;
                 }
-                EntryKind::File => ex.plan_file(entry, target)?,
+                EntryKind::File => {
+                    if options.skip_verified_existing && already_verified(&target, entry) {
+                        report.already_present += 1;
+                        continue;
+                    }
+                    let index = files.len();
+                    let mut offset = 0u64;
+                    for c in &entry.chunks {
+                        let u = uses.entry(c.id).or_default();
+                        if u.is_empty() {
+                            order.push(c.id);
+                        }
+                        u.push((index, offset, c.len));
+                        offset += u64::from(c.len);
+                    }
+                    files.push(FileState {
+                        path: entry.path.clone(),
+                        temp_path: temp_name(&target),
+                        final_path: target,
+                        meta: entry.meta,
+                        blake3: entry.blake3.clone(),
+                        chunk_count: entry.chunks.len(),
+                        remaining: entry.chunks.len(),
+                        created: false,
+                        handle: None,
+                        hasher: Some(blake3::Hasher::new()),
+                        next_offset: 0,
+                        parked: BTreeMap::new(),
+                        finished: false,
+                        consistent: entry.consistent,
+                    });
+                }
             }
         }
-        Ok(ex)
+        let empty: Vec<usize> = files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.chunk_count == 0)
+            .map(|(i, _)| i)
+            .collect();
+        let shared = Shared {
+            key: key.clone(),
+            options,
+            files: files.into_iter().map(Mutex::new).collect(),
+            log: Mutex::new(Log {
+                report,
+                pending: Vec::new(),
+            }),
+            open_files: AtomicUsize::new(0),
+            parked_bytes: AtomicU64::new(0),
+        };
+        for i in empty {
+            let mut f = lock(&shared.files[i]);
+            shared.finalize(&mut f);
+        }
+        Ok(Self {
+            shared: Arc::new(shared),
+            uses,
+            order,
+            dirs,
+            workers: None,
+        })
     }
 
-    fn plan_file(&mut self, entry: &Entry, final_path: PathBuf) -> Result<()> {
-        if self.options.skip_verified_existing && already_verified(&final_path, entry) {
-            self.report.already_present += 1;
+    /// Starts `workers` threads (at least one) that authenticate, decompress and write the
+    /// blobs fed from now on; at most twice as many blobs wait in their queue. Does nothing
+    /// if they are already running.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when a thread cannot be started.
+    pub fn start_workers(&mut self, workers: usize) -> Result<()> {
+        if self.workers.is_some() {
             return Ok(());
         }
-        let index = self.files.len();
-        let mut offset = 0u64;
-        for c in &entry.chunks {
-            let uses = self.uses.entry(c.id).or_default();
-            if uses.is_empty() {
-                self.order.push(c.id);
-            }
-            uses.push((index, offset, c.len));
-            offset += u64::from(c.len);
+        let n = workers.max(1);
+        let (tx, rx) = mpsc_std::sync_channel::<Job>(2 * n);
+        let rx = Arc::new(Mutex::new(rx));
+        let room = Arc::new(Notify::new());
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let shared = Arc::clone(&self.shared);
+            let rx = Arc::clone(&rx);
+            let room = Arc::clone(&room);
+            let h = std::thread::Builder::new()
+                .name(format!("jfiv-extract-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = lock(&rx).recv();
+                        room.notify_one();
+                        let Ok(job) = job else { break };
+                        shared.process(job);
+                    }
+                })
+                .map_err(|e| Error::Internal {
+                    reason: format!("cannot start an extraction thread: {e}"),
+                })?;
+            handles.push(h);
         }
-        self.files.push(FileState {
-            path: entry.path.clone(),
-            temp_path: temp_name(&final_path),
-            final_path,
-            meta: entry.meta,
-            blake3: entry.blake3.clone(),
-            chunk_count: entry.chunks.len(),
-            remaining: entry.chunks.len(),
-            created: false,
-            hasher: Some(blake3::Hasher::new()),
-            next_offset: 0,
-            finished: false,
-            consistent: entry.consistent,
-        });
-        if entry.chunks.is_empty() {
-            self.finalize(index);
-        }
+        self.workers = Some(Workers { tx, handles, room });
         Ok(())
+    }
+
+    /// Waits until the workers have processed every blob fed so far and stops them (later
+    /// blobs are processed on the feeding thread); returns the files this completed or failed.
+    pub fn stop_workers(&mut self) -> Vec<FileOutcome> {
+        if let Some(w) = self.workers.take() {
+            w.join();
+        }
+        self.take_outcomes()
+    }
+
+    /// The files completed or failed since the last call (by the workers, in the background).
+    pub fn take_outcomes(&mut self) -> Vec<FileOutcome> {
+        std::mem::take(&mut lock(&self.shared.log).pending)
     }
 
     /// The chunks still needed, in the order of first use in the manifest.
@@ -308,15 +467,69 @@ impl Extractor {
     }
 
     /// Feeds an encrypted chunk blob: it is authenticated and decoded, then written. A blob
-    /// that does not authenticate fails the files using it (reported, not an `Err`).
+    /// that does not authenticate fails the files using it (reported, not an `Err`). With
+    /// workers running, the blob is copied to their queue and the files it completes are
+    /// returned by a later call.
     pub fn feed_blob(&mut self, id: &ChunkId, blob: &[u8]) -> Vec<FileOutcome> {
         if !self.wants(id) {
             return Vec::new();
         }
-        match format::decode_chunk(&self.key, id, blob) {
-            Ok(plain) => self.feed_plain(id, &plain),
-            Err(e) => self.chunk_unavailable(id, &e.to_string()),
+        self.feed_owned(id, blob.to_vec())
+    }
+
+    /// As [`feed_blob`](Extractor::feed_blob), taking the blob by value (no copy).
+    pub fn feed_owned(&mut self, id: &ChunkId, blob: Vec<u8>) -> Vec<FileOutcome> {
+        let Some(uses) = self.uses.remove(id) else {
+            return Vec::new();
+        };
+        let job = Job {
+            id: *id,
+            blob,
+            uses,
+        };
+        match &self.workers {
+            Some(w) => {
+                if let Err(mpsc_std::SendError(job)) = w.tx.send(job) {
+                    // The workers are gone (they only stop when told): decode here.
+                    self.workers = None;
+                    self.shared.process(job);
+                }
+            }
+            None => self.shared.process(job),
         }
+        self.take_outcomes()
+    }
+
+    /// As [`feed_owned`](Extractor::feed_owned), waiting asynchronously for room in the
+    /// workers' queue instead of blocking the thread.
+    async fn feed_owned_async(&mut self, id: &ChunkId, blob: Vec<u8>) -> Vec<FileOutcome> {
+        let Some(uses) = self.uses.remove(id) else {
+            return Vec::new();
+        };
+        let mut job = Job {
+            id: *id,
+            blob,
+            uses,
+        };
+        loop {
+            let Some(w) = &self.workers else {
+                self.shared.process(job);
+                break;
+            };
+            match w.tx.try_send(job) {
+                Ok(()) => break,
+                Err(mpsc_std::TrySendError::Full(j)) => {
+                    job = j;
+                    let room = Arc::clone(&w.room);
+                    room.notified().await;
+                }
+                Err(mpsc_std::TrySendError::Disconnected(j)) => {
+                    job = j;
+                    self.workers = None;
+                }
+            }
+        }
+        self.take_outcomes()
     }
 
     /// Feeds a chunk's plaintext, already authenticated by [`format::decode_chunk`].
@@ -325,32 +538,11 @@ impl Extractor {
         let Some(uses) = self.uses.remove(id) else {
             return Vec::new();
         };
+        let plain = Arc::new(plain.to_vec());
         for (index, offset, len) in uses {
-            if self.files[index].finished {
-                continue;
-            }
-            if plain.len() != len as usize {
-                self.fail(
-                    index,
-                    format!(
-                        "chunk {id} is {} bytes, the manifest says {len}",
-                        plain.len()
-                    ),
-                    Some(*id),
-                );
-                continue;
-            }
-            if let Err(e) = self.write_at(index, offset, plain) {
-                self.fail(index, format!("write failed: {e}"), None);
-                continue;
-            }
-            let file = &mut self.files[index];
-            file.remaining -= 1;
-            if file.remaining == 0 {
-                self.finalize(index);
-            }
+            self.shared.apply(index, offset, len, id, &plain);
         }
-        std::mem::take(&mut self.pending)
+        self.take_outcomes()
     }
 
     /// Declares that a chunk cannot be provided (missing, damaged): the files using it fail.
@@ -358,171 +550,306 @@ impl Extractor {
         let Some(uses) = self.uses.remove(id) else {
             return Vec::new();
         };
-        self.report.damaged_chunks.push((*id, reason.to_owned()));
-        for (index, _, _) in uses {
-            if !self.files[index].finished {
-                self.fail(index, format!("chunk {id}: {reason}"), Some(*id));
-            }
-        }
-        std::mem::take(&mut self.pending)
+        self.shared.unavailable(id, &uses, reason);
+        self.take_outcomes()
     }
 
-    /// Ends the extraction: files still missing chunks fail, directory metadata is applied
-    /// (deepest first), and the report is returned.
+    /// Ends the extraction: waits for the workers, files still missing chunks fail,
+    /// directory metadata is applied (deepest first), and the report is returned.
     pub fn finish(mut self) -> ExtractReport {
-        let missing: Vec<ChunkId> = self.wanted();
-        for id in missing {
-            self.chunk_unavailable(&id, "never provided");
+        if let Some(w) = self.workers.take() {
+            w.join();
         }
-        for i in 0..self.files.len() {
-            if !self.files[i].finished {
-                self.fail(i, "incomplete".into(), None);
+        for id in self.wanted() {
+            if let Some(uses) = self.uses.remove(&id) {
+                self.shared.unavailable(&id, &uses, "never provided");
+            }
+        }
+        for file in &self.shared.files {
+            let mut f = lock(file);
+            if !f.finished {
+                self.shared.fail(&mut f, "incomplete".into(), None);
             }
         }
         let dirs = std::mem::take(&mut self.dirs);
         for (path, meta) in dirs.iter().rev() {
-            self.apply_metadata(path, meta, true);
+            let warnings = dir_metadata(path, meta, &self.shared.options);
+            lock(&self.shared.log)
+                .report
+                .metadata_warnings
+                .extend(warnings);
         }
-        self.report
+        std::mem::take(&mut lock(&self.shared.log).report)
+    }
+}
+
+impl Shared {
+    /// Decodes one blob and writes it to every file that uses it.
+    fn process(&self, job: Job) {
+        let Job { id, blob, uses } = job;
+        match format::decode_chunk(&self.key, &id, &blob) {
+            Ok(plain) => {
+                drop(blob);
+                let plain = Arc::new(plain);
+                for (index, offset, len) in uses {
+                    self.apply(index, offset, len, &id, &plain);
+                }
+            }
+            Err(e) => self.unavailable(&id, &uses, &e.to_string()),
+        }
     }
 
-    fn write_at(&mut self, index: usize, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        let file = &mut self.files[index];
-        let handle = if file.created {
-            OpenOptions::new().write(true).open(&file.temp_path)?
-        } else {
-            file.created = true;
-            File::create(&file.temp_path)?
-        };
-        handle.write_all_at(data, offset)?;
-        match &mut file.hasher {
-            Some(h) if offset == file.next_offset => {
-                h.update(data);
-                file.next_offset += data.len() as u64;
-            }
-            _ => file.hasher = None,
+    fn unavailable(&self, id: &ChunkId, uses: &[Use], reason: &str) {
+        lock(&self.log)
+            .report
+            .damaged_chunks
+            .push((*id, reason.to_owned()));
+        for (index, _, _) in uses {
+            let mut f = lock(&self.files[*index]);
+            self.fail(&mut f, format!("chunk {id}: {reason}"), Some(*id));
+        }
+    }
+
+    fn apply(&self, index: usize, offset: u64, len: u32, id: &ChunkId, plain: &Arc<Vec<u8>>) {
+        let mut f = lock(&self.files[index]);
+        if f.finished {
+            return;
+        }
+        if plain.len() != len as usize {
+            self.fail(
+                &mut f,
+                format!(
+                    "chunk {id} is {} bytes, the manifest says {len}",
+                    plain.len()
+                ),
+                Some(*id),
+            );
+            return;
+        }
+        if let Err(e) = self.write_at(&mut f, offset, plain) {
+            self.fail(&mut f, format!("write failed: {e}"), None);
+            return;
+        }
+        f.remaining -= 1;
+        if f.remaining == 0 {
+            self.finalize(&mut f);
+        } else if self.open_files.load(Ordering::Relaxed) > MAX_OPEN_FILES {
+            self.close(&mut f);
+        }
+    }
+
+    fn close(&self, f: &mut FileState) {
+        if f.handle.take().is_some() {
+            self.open_files.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Opens (or creates) the file's temporary file if it is not open.
+    fn open(&self, f: &mut FileState) -> std::io::Result<()> {
+        if f.handle.is_none() {
+            let h = if f.created {
+                OpenOptions::new().write(true).open(&f.temp_path)?
+            } else {
+                let h = File::create(&f.temp_path)?;
+                f.created = true;
+                h
+            };
+            self.open_files.fetch_add(1, Ordering::Relaxed);
+            f.handle = Some(h);
         }
         Ok(())
     }
 
-    fn fail(&mut self, index: usize, reason: String, chunk: Option<ChunkId>) {
-        let file = &mut self.files[index];
-        if file.finished {
+    fn handle<'f>(&self, f: &'f mut FileState) -> std::io::Result<&'f File> {
+        self.open(f)?;
+        f.handle
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("no file handle"))
+    }
+
+    fn unpark(&self, f: &mut FileState) {
+        let bytes: u64 = f.parked.values().map(|b| b.len() as u64).sum();
+        f.parked.clear();
+        self.parked_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    fn write_at(&self, f: &mut FileState, offset: u64, data: &Arc<Vec<u8>>) -> std::io::Result<()> {
+        self.handle(f)?.write_all_at(data, offset)?;
+        let len = data.len() as u64;
+        if f.hasher.is_none() {
+            return Ok(());
+        }
+        if offset == f.next_offset {
+            if let Some(h) = f.hasher.as_mut() {
+                h.update(data);
+                f.next_offset += len;
+                while let Some(next) = f.parked.remove(&f.next_offset) {
+                    self.parked_bytes
+                        .fetch_sub(next.len() as u64, Ordering::Relaxed);
+                    h.update(&next);
+                    f.next_offset += next.len() as u64;
+                }
+            }
+        } else if offset > f.next_offset
+            && self.parked_bytes.load(Ordering::Relaxed) + len <= PARK_BUDGET
+            && !f.parked.contains_key(&offset)
+        {
+            self.parked_bytes.fetch_add(len, Ordering::Relaxed);
+            f.parked.insert(offset, Arc::clone(data));
+        } else {
+            // Hashed by reading the file back before the rename.
+            f.hasher = None;
+            self.unpark(f);
+        }
+        Ok(())
+    }
+
+    fn fail(&self, f: &mut FileState, reason: String, chunk: Option<ChunkId>) {
+        if f.finished {
             return;
         }
-        file.finished = true;
-        if file.created {
-            let _ = fs::remove_file(&file.temp_path);
+        f.finished = true;
+        self.close(f);
+        self.unpark(f);
+        if f.created {
+            let _ = fs::remove_file(&f.temp_path);
         }
         let failed = FailedFile {
-            path: file.path.clone(),
+            path: f.path.clone(),
             reason,
             chunk,
         };
-        self.report.failed.push(failed.clone());
-        self.pending.push(FileOutcome::Failed(failed));
+        let mut log = lock(&self.log);
+        log.report.failed.push(failed.clone());
+        log.pending.push(FileOutcome::Failed(failed));
     }
 
-    fn finalize(&mut self, index: usize) {
-        match self.finalize_inner(index) {
+    fn finalize(&self, f: &mut FileState) {
+        let mut warnings = Vec::new();
+        let result = self.finalize_inner(f, &mut warnings);
+        self.close(f);
+        match result {
             Ok(()) => {
-                let file = &mut self.files[index];
-                file.finished = true;
-                self.report.files += 1;
-                self.report.bytes += file.meta.size;
-                if !file.consistent {
-                    self.report.inconsistent.push(file.path.clone());
+                f.finished = true;
+                let mut log = lock(&self.log);
+                log.report.metadata_warnings.extend(warnings);
+                log.report.files += 1;
+                log.report.bytes += f.meta.size;
+                if !f.consistent {
+                    log.report.inconsistent.push(f.path.clone());
                 }
-                self.pending.push(FileOutcome::Restored {
-                    path: file.path.clone(),
-                    bytes: file.meta.size,
+                log.pending.push(FileOutcome::Restored {
+                    path: f.path.clone(),
+                    bytes: f.meta.size,
                 });
             }
-            Err(reason) => self.fail(index, reason, None),
+            Err(reason) => self.fail(f, reason, None),
         }
     }
 
-    fn finalize_inner(&mut self, index: usize) -> std::result::Result<(), String> {
-        let file = &mut self.files[index];
-        if !file.created {
-            File::create(&file.temp_path).map_err(|e| format!("create failed: {e}"))?;
-            file.created = true;
-        }
-        let expected_len: u64 = file.meta.size;
-        let len = fs::metadata(&file.temp_path)
+    fn finalize_inner(
+        &self,
+        f: &mut FileState,
+        warnings: &mut Vec<String>,
+    ) -> std::result::Result<(), String> {
+        self.open(f).map_err(|e| format!("create failed: {e}"))?;
+        let expected_len: u64 = f.meta.size;
+        let len = f
+            .handle
+            .as_ref()
+            .map(File::metadata)
+            .transpose()
             .map_err(|e| format!("stat failed: {e}"))?
-            .len();
+            .map_or(0, |m| m.len());
         if len != expected_len {
             return Err(format!(
                 "extracted {len} bytes, the manifest says {expected_len}"
             ));
         }
-        let hash = match file.hasher.take() {
-            Some(h) if file.next_offset == len => h.finalize(),
-            _ => hash_file(&file.temp_path).map_err(|e| format!("re-read failed: {e}"))?,
+        let in_order = f.next_offset == len && f.parked.is_empty();
+        let hash = match f.hasher.take() {
+            Some(h) if in_order => h.finalize(),
+            _ => hash_file(&f.temp_path).map_err(|e| format!("re-read failed: {e}"))?,
         };
-        let Some(expected) = &file.blake3 else {
+        self.unpark(f);
+        let Some(expected) = &f.blake3 else {
             return Err("the manifest has no BLAKE3 for this file".into());
         };
         if hash.to_hex().as_str() != expected {
             return Err(format!(
                 "BLAKE3 mismatch after extraction ({} chunks): expected {expected}, got {}",
-                file.chunk_count,
+                f.chunk_count,
                 hash.to_hex()
             ));
         }
-        let temp = file.temp_path.clone();
-        let final_path = file.final_path.clone();
-        let meta = file.meta;
+        self.open(f).map_err(|e| format!("reopen failed: {e}"))?;
+        let Some(handle) = f.handle.as_ref() else {
+            return Err("no file handle".into());
+        };
         if self.options.fsync {
-            File::open(&temp)
-                .and_then(|f| f.sync_all())
+            handle
+                .sync_all()
                 .map_err(|e| format!("fsync failed: {e}"))?;
         }
-        self.apply_metadata(&temp, &meta, false);
-        fs::rename(&temp, &final_path).map_err(|e| format!("rename failed: {e}"))?;
+        file_metadata(handle, &f.meta, &self.options, &f.path, warnings);
+        fs::rename(&f.temp_path, &f.final_path).map_err(|e| format!("rename failed: {e}"))?;
         Ok(())
     }
+}
 
-    fn apply_metadata(&mut self, path: &Path, meta: &Metadata, is_dir: bool) {
-        let shown = path.display().to_string();
-        if self.options.owner
-            && let Err(e) = std::os::unix::fs::chown(path, Some(meta.uid), Some(meta.gid))
-        {
-            self.report
-                .metadata_warnings
-                .push(format!("{shown}: owner not restored: {e}"));
-        }
-        if self.options.permissions
-            && let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
-        {
-            self.report
-                .metadata_warnings
-                .push(format!("{shown}: permissions not restored: {e}"));
-        }
-        if self.options.mtime {
-            let time = if meta.mtime >= 0 {
-                UNIX_EPOCH + Duration::new(meta.mtime as u64, meta.mtime_nsec)
-            } else {
-                UNIX_EPOCH - Duration::from_secs(meta.mtime.unsigned_abs())
-            };
-            let result = if is_dir {
-                File::open(path).and_then(|f| f.set_modified(time))
-            } else {
-                OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .or_else(|_| File::open(path))
-                    .and_then(|f| f.set_modified(time))
-            };
-            if let Err(e) = result {
-                self.report
-                    .metadata_warnings
-                    .push(format!("{shown}: mtime not restored: {e}"));
-            }
-        }
-        let _: SystemTime = UNIX_EPOCH;
+fn mtime_of(meta: &Metadata) -> SystemTime {
+    if meta.mtime >= 0 {
+        UNIX_EPOCH + Duration::new(meta.mtime as u64, meta.mtime_nsec)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(meta.mtime.unsigned_abs())
     }
+}
+
+/// Owner, permissions and mtime of a file being finalised, through its open handle.
+fn file_metadata(
+    file: &File,
+    meta: &Metadata,
+    options: &ExtractOptions,
+    shown: &str,
+    warnings: &mut Vec<String>,
+) {
+    if options.owner
+        && let Err(e) = std::os::unix::fs::fchown(file, Some(meta.uid), Some(meta.gid))
+    {
+        warnings.push(format!("{shown}: owner not restored: {e}"));
+    }
+    if options.permissions
+        && let Err(e) = file.set_permissions(fs::Permissions::from_mode(meta.mode))
+    {
+        warnings.push(format!("{shown}: permissions not restored: {e}"));
+    }
+    if options.mtime
+        && let Err(e) = file.set_modified(mtime_of(meta))
+    {
+        warnings.push(format!("{shown}: mtime not restored: {e}"));
+    }
+}
+
+/// Owner, permissions and mtime of a directory (after its content is in place).
+fn dir_metadata(path: &Path, meta: &Metadata, options: &ExtractOptions) -> Vec<String> {
+    let shown = path.display();
+    let mut warnings = Vec::new();
+    if options.owner
+        && let Err(e) = std::os::unix::fs::chown(path, Some(meta.uid), Some(meta.gid))
+    {
+        warnings.push(format!("{shown}: owner not restored: {e}"));
+    }
+    if options.permissions
+        && let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
+    {
+        warnings.push(format!("{shown}: permissions not restored: {e}"));
+    }
+    if options.mtime
+        && let Err(e) = File::open(path).and_then(|f| f.set_modified(mtime_of(meta)))
+    {
+        warnings.push(format!("{shown}: mtime not restored: {e}"));
+    }
+    warnings
 }
 
 fn hash_file(path: &Path) -> std::io::Result<blake3::Hash> {
@@ -553,11 +880,55 @@ pub fn already_verified(path: &Path, entry: &Entry) -> bool {
     }
 }
 
+type Fetch<'a> = Pin<Box<dyn Future<Output = (ChunkId, Result<Vec<u8>>)> + Send + 'a>>;
+
+/// Fetches running concurrently, handed back in the order they were started.
+struct Fetches<'a> {
+    slots: VecDeque<(Option<Fetch<'a>>, Option<(ChunkId, Result<Vec<u8>>)>)>,
+}
+
+impl<'a> Fetches<'a> {
+    fn push(&mut self, fetch: Fetch<'a>) {
+        self.slots.push_back((Some(fetch), None));
+    }
+
+    /// The oldest fetch's result, polling all of them meanwhile; `None` when there is none.
+    async fn next(&mut self) -> Option<(ChunkId, Result<Vec<u8>>)> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        std::future::poll_fn(|cx| {
+            for (fetch, out) in &mut self.slots {
+                if let Some(f) = fetch
+                    && let Poll::Ready(v) = f.as_mut().poll(cx)
+                {
+                    *out = Some(v);
+                    *fetch = None;
+                }
+            }
+            if self.slots.front().is_some_and(|(_, out)| out.is_some()) {
+                Poll::Ready(self.slots.pop_front().and_then(|(_, out)| out))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// The number of extraction threads: one per core.
+pub(crate) fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// Extracts the `selection` of `manifest` from a random-access `target` into `dest`.
 ///
-/// Chunks are fetched in manifest order, authenticated and decompressed on the blocking pool
-/// (a bounded number in flight), and written by one writer thread. Damaged or missing chunks
-/// fail only the files that use them: see [`ExtractReport::failed`].
+/// Chunks are fetched in manifest order (several at a time), then authenticated, decompressed
+/// and written by one thread per core, with a bounded number of chunks in flight (see
+/// [`Extractor::start_workers`]). Damaged or missing chunks fail only the files that use them:
+/// see [`ExtractReport::failed`]. Files are not synced one by one (unless
+/// [`ExtractOptions::fsync`]): a caller that records the extraction as done must first make
+/// the destination durable (one `syncfs`).
 ///
 /// # Errors
 /// [`Error::Unsupported`] on a sequential target (feed an [`Extractor`] instead), errors of
@@ -576,32 +947,7 @@ pub async fn extract(
             operation: "random-access extraction from a sequential target",
         });
     }
-    let extractor = Extractor::new(key, manifest, selection, dest, options)?;
-    let wanted = extractor.wanted();
-    enum Msg {
-        Plain(ChunkId, Vec<u8>),
-        Failed(ChunkId, String),
-    }
-    let (tx, mut rx) = mpsc::channel::<Msg>(4);
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Vec<FileOutcome>>();
-    let writer = std::thread::Builder::new()
-        .name("jfiv-extract-writer".into())
-        .spawn(move || {
-            let mut ex = extractor;
-            while let Some(msg) = rx.blocking_recv() {
-                let outcomes = match msg {
-                    Msg::Plain(id, plain) => ex.feed_plain(&id, &plain),
-                    Msg::Failed(id, reason) => ex.chunk_unavailable(&id, &reason),
-                };
-                if !outcomes.is_empty() {
-                    let _ = events_tx.send(outcomes);
-                }
-            }
-            ex.finish()
-        })
-        .map_err(|e| Error::Internal {
-            reason: format!("cannot start the writer thread: {e}"),
-        })?;
+    let mut ex = Extractor::new(key, manifest, selection, dest, options)?;
     let report_outcomes = |batch: Vec<FileOutcome>| {
         for outcome in batch {
             match &outcome {
@@ -618,55 +964,41 @@ pub async fn extract(
             }
         }
     };
-    let in_flight = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut queue = std::collections::VecDeque::new();
-    let shared_key = std::sync::Arc::new(key.clone());
+    report_outcomes(ex.take_outcomes());
+    let wanted = ex.wanted();
+    let workers = default_workers();
+    ex.start_workers(workers)?;
+    let depth = 2 * workers;
+    let mut fetches = Fetches {
+        slots: VecDeque::new(),
+    };
     let mut ids = wanted.into_iter();
     loop {
-        if queue.len() < in_flight
+        while fetches.slots.len() < depth
             && let Some(id) = ids.next()
         {
-            let job = match target.get_chunk(&id).await {
-                Ok(blob) => {
-                    let key = std::sync::Arc::clone(&shared_key);
-                    Ok(tokio::task::spawn_blocking(move || {
-                        format::decode_chunk(&key, &id, &blob)
-                    }))
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            queue.push_back((id, job));
-            continue;
+            fetches.push(Box::pin(async move { (id, target.get_chunk(&id).await) }));
         }
-        let Some((id, job)) = queue.pop_front() else {
+        let Some((id, fetched)) = fetches.next().await else {
             break;
         };
-        let msg = match job {
-            Ok(handle) => match handle.await {
-                Ok(Ok(plain)) => Msg::Plain(id, plain),
-                Ok(Err(e)) => Msg::Failed(id, e.to_string()),
-                Err(e) => Msg::Failed(id, format!("decoder failed: {e}")),
-            },
-            Err(reason) => Msg::Failed(id, reason),
+        let batch = match fetched {
+            Ok(blob) => ex.feed_owned_async(&id, blob).await,
+            Err(e) => ex.chunk_unavailable(&id, &e.to_string()),
         };
-        if tx.send(msg).await.is_err() {
-            break;
-        }
-        while let Ok(batch) = events_rx.try_recv() {
-            report_outcomes(batch);
-        }
-    }
-    drop(tx);
-    let report = tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .map_err(|e| Error::Internal {
-            reason: format!("writer join: {e}"),
-        })?
-        .map_err(|_| Error::Internal {
-            reason: "the writer thread panicked".into(),
-        })?;
-    while let Ok(batch) = events_rx.try_recv() {
         report_outcomes(batch);
     }
-    Ok(report)
+    if let Some(w) = ex.workers.take() {
+        tokio::task::spawn_blocking(move || w.join())
+            .await
+            .map_err(|e| Error::Internal {
+                reason: format!("extraction threads: {e}"),
+            })?;
+    }
+    report_outcomes(ex.take_outcomes());
+    tokio::task::spawn_blocking(move || ex.finish())
+        .await
+        .map_err(|e| Error::Internal {
+            reason: format!("extraction finish: {e}"),
+        })
 }
