@@ -168,16 +168,18 @@ async fn run(args: Args) -> Res<bool> {
         sink: log.as_ref(),
         host: &site.site.host,
     };
-    register
-        .record_move(&db.tape, Place::Offsite, &operator.user_id, &custody)
-        .await?;
-    register.save(&site.tape.register)?;
     let mut library = VirtualLibrary::open(library_dir(&site)?)?;
-    library.take_out(&db.tape)?;
-    say(&format!(
-        "   tape {} moved to {} by {}",
-        db.tape, site.locations.offsite_room, operator.user_id
-    ));
+    for tape in &db.tapes {
+        register
+            .record_move(tape, Place::Offsite, &operator.user_id, &custody)
+            .await?;
+        register.save(&site.tape.register)?;
+        library.take_out(tape)?;
+        say(&format!(
+            "   tape {tape} moved to {} by {}",
+            site.locations.offsite_room, operator.user_id
+        ));
+    }
     gate.logout(&session.token).await?;
 
     say("== 5. Fire in the server room: the JFIV server is lost");

@@ -128,9 +128,5 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    ExitCode::from(report.exit_code())
 }

@@ -649,6 +649,42 @@ pub const DEMO_TAPES: [(&str, &str); 5] = [
     ("LEBM01L6", "monthly"),
 ];
 
+/// The virtual cartridges of a demo site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoTapes {
+    /// Capacity of each cartridge, bytes.
+    pub capacity: u64,
+    /// Its early-warning zone, bytes: it must hold the largest record finished after the
+    /// warning (a chunk, at most 4 MiB) and the volume trailer.
+    pub early_warning_zone: u64,
+    /// How many daily tapes (`LEB001L6`, `LEB002L6`...; at least one); the weekly and monthly
+    /// tapes are always `LEBW01L6` and `LEBM01L6`.
+    pub daily: usize,
+}
+
+impl DemoTapes {
+    /// The demo's default: 4 GiB cartridges with a 64 MiB early-warning zone, the five tapes of
+    /// [`DEMO_TAPES`].
+    pub fn demo() -> Self {
+        Self {
+            capacity: 4 << 30,
+            early_warning_zone: 64 << 20,
+            daily: 3,
+        }
+    }
+
+    /// The barcodes and pools.
+    pub fn cartridges(&self) -> Vec<(String, &'static str)> {
+        (1..=self.daily.max(1))
+            .map(|i| (format!("LEB{i:03}L6"), "daily"))
+            .chain([
+                ("LEBW01L6".to_owned(), "weekly"),
+                ("LEBM01L6".to_owned(), "monthly"),
+            ])
+            .collect()
+    }
+}
+
 /// A demo site on disk.
 #[derive(Debug, Clone)]
 pub struct DemoSite {
@@ -696,9 +732,9 @@ pub enum SiteError {
     Config(#[from] crate::site::ConfigError),
 }
 
-fn demo_config(host: &str) -> String {
+fn demo_config(host: &str, tapes: &DemoTapes) -> String {
     let mut cartridges = String::new();
-    for (barcode, pool) in DEMO_TAPES {
+    for (barcode, pool) in tapes.cartridges() {
         cartridges.push_str(&format!(
             "[[tape.cartridges]]\nbarcode = \"{barcode}\"\npool = \"{pool}\"\nlocation = \"{}\"\n",
             if pool == "daily" {
@@ -792,6 +828,20 @@ pub async fn build_site(
     size: &DemoSize,
     clock: std::sync::Arc<dyn jfiv_audit::Clock>,
 ) -> Result<DemoSite, SiteError> {
+    build_site_with(dir, size, &DemoTapes::demo(), clock).await
+}
+
+/// [`build_site`] with other cartridges (tiny ones, to make a session span tapes; a pool of a
+/// single tape).
+///
+/// # Errors
+/// [`SiteError`].
+pub async fn build_site_with(
+    dir: &Path,
+    size: &DemoSize,
+    tapes: &DemoTapes,
+    clock: std::sync::Arc<dyn jfiv_audit::Clock>,
+) -> Result<DemoSite, SiteError> {
     use jfiv_backup::tape::{
         Catalog, Custody, LocationRegister, MediaLabel, Pool, VirtualLibrary, VirtualTapeSpec,
         label_tape,
@@ -849,10 +899,11 @@ pub async fn build_site(
     let config_path = dir.join("hospital.toml");
     write_file(
         &config_path,
-        demo_config(&jfiv_backup::hostname()).as_bytes(),
+        demo_config(&jfiv_backup::hostname(), tapes).as_bytes(),
         0o644,
     )?;
-    let slots: Vec<String> = (1..=DEMO_TAPES.len())
+    let cartridges = tapes.cartridges();
+    let slots: Vec<String> = (1..=cartridges.len())
         .map(|i| format!("slot-{i}"))
         .collect();
     let slot_refs: Vec<&str> = slots.iter().map(String::as_str).collect();
@@ -875,18 +926,19 @@ pub async fn build_site(
         sink: &log,
         host: &site.site.host,
     };
-    for ((barcode, pool), slot) in DEMO_TAPES.iter().zip(&slots) {
+    for ((barcode, pool), slot) in cartridges.iter().zip(&slots) {
+        let barcode = barcode.as_str();
         library.add_tape(
             slot,
             &VirtualTapeSpec {
-                barcode: (*barcode).to_owned(),
-                capacity: 4 << 30,
-                early_warning_zone: 64 << 20,
+                barcode: barcode.to_owned(),
+                capacity: tapes.capacity,
+                early_warning_zone: tapes.early_warning_zone,
             },
         )?;
         let mut tape = library.load(barcode)?;
         let pool: Pool = pool.parse()?;
-        let label = MediaLabel::new(uuid::Uuid::new_v4(), *barcode, pool, clock.now());
+        let label = MediaLabel::new(uuid::Uuid::new_v4(), barcode, pool, clock.now());
         label_tape(&mut tape, &label, &[], &policy, clock.now(), false)?;
         catalog.add_label(label);
         let cartridge = site.tape.cartridges.iter().find(|c| c.barcode == *barcode);
@@ -1034,10 +1086,16 @@ pub async fn rebuild_server(
         .collect();
     for (session, barcode, file) in sessions {
         let tape = library.load(&barcode)?;
+        // A session that spans tapes is read on from the next ones of the library.
+        let mut changer = jfiv_backup::tape::LibraryChanger::new(
+            &library,
+            library.barcodes()?,
+            jfiv_backup::tape::ChangerPurpose::Read,
+        );
         let checked = jfiv_backup::tape::verify_session(
             Box::new(tape),
             file,
-            &mut jfiv_backup::tape::NoMoreTapes,
+            &mut changer,
             &key,
             clock.as_ref(),
         )?;
@@ -1163,6 +1221,24 @@ mod tests {
             create_database(&a, &DemoSize::tiny()),
             Err(DemoError::Exists { .. })
         ));
+    }
+
+    #[test]
+    fn the_default_demo_tapes_are_the_documented_ones() {
+        let tapes = DemoTapes::demo().cartridges();
+        let listed: Vec<(&str, &str)> = tapes.iter().map(|(b, p)| (b.as_str(), *p)).collect();
+        assert_eq!(listed, DEMO_TAPES);
+        let one = DemoTapes {
+            daily: 1,
+            ..DemoTapes::demo()
+        };
+        assert_eq!(
+            one.cartridges()
+                .iter()
+                .filter(|(_, p)| *p == "daily")
+                .count(),
+            1
+        );
     }
 
     #[test]

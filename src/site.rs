@@ -249,6 +249,12 @@ impl SecretSource {
                 _ => Err(SecretError::EnvMissing { name: name.clone() }),
             },
             SecretSource::File(path) => {
+                if let Some(reason) = secret_file_mode_problem(path) {
+                    return Err(SecretError::File {
+                        path: path.clone(),
+                        reason,
+                    });
+                }
                 let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                     SecretError::File {
                         path: path.clone(),
@@ -266,6 +272,17 @@ impl SecretSource {
             }
         }
     }
+}
+
+/// Why the secret file at `path` may not be used: readable or writable by its group or by
+/// others (it must be mode 0600 or 0400). `None` when it is private, or cannot be examined
+/// (reading it then reports the error).
+fn secret_file_mode_problem(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!("mode {mode:o} lets other users read it: it must be 0600 or 0400 (chmod 600)")
+    })
 }
 
 /// `[application]`: the application server's files.
@@ -1483,12 +1500,24 @@ impl Checker<'_> {
                 }
                 SecretSource::Env(name)
             }
-            (None, Some(f)) => SecretSource::File(self.existing(
-                &f,
-                &format!("{key}.{what}_file"),
-                &format!("the {what} file"),
-                false,
-            )),
+            (None, Some(f)) => {
+                let path = self.existing(
+                    &f,
+                    &format!("{key}.{what}_file"),
+                    &format!("the {what} file"),
+                    false,
+                );
+                if self.files == FileChecks::Check
+                    && let Some(reason) = secret_file_mode_problem(&path)
+                {
+                    self.problem(
+                        f.span(),
+                        format!("{key}.{what}_file"),
+                        format!("{}: {reason}", path.display()),
+                    );
+                }
+                SecretSource::File(path)
+            }
             (Some(_), Some(f)) => {
                 self.problem(
                     f.span(),
@@ -1685,6 +1714,29 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_file_readable_by_others_is_reported_with_its_line() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let text = real_site(dir.path()).replace(
+            "passphrase_env = \"JFIV_BACKUP_PASSPHRASE\"",
+            "passphrase_file = \"pass\"",
+        );
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "not a real passphrase\n").unwrap();
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("hospital.toml");
+        let err = SiteConfig::from_toml(&text, &path, FileChecks::Check).unwrap_err();
+        let p = err.problems();
+        assert_eq!(p.len(), 1, "{err}");
+        assert_eq!(p[0].key, "keys.passphrase_file");
+        assert_eq!(p[0].line, line_of(&text, "passphrase_file"));
+        assert!(p[0].message.contains("chmod 600"), "{}", p[0].message);
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let site = SiteConfig::from_toml(&text, &path, FileChecks::Check).unwrap();
+        assert_eq!(site.keys.passphrase, SecretSource::File(pass));
+    }
+
+    #[test]
     fn a_bad_cidr_is_reported_with_its_line() {
         let text = SAMPLE.replace(
             "vpn_pool = [\"10.99.8.0/22\"]",
@@ -1782,6 +1834,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pass");
         std::fs::write(&file, "correct horse battery staple\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let open = SecretSource::File(file.clone()).read().unwrap_err();
+        assert!(open.to_string().contains("must be 0600 or 0400"), "{open}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let secret = SecretSource::File(file).read().unwrap();
         use secrecy::ExposeSecret;
         assert_eq!(secret.expose_secret(), "correct horse battery staple");

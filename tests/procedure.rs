@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use jfiv::audit::{Action, Actor, AuditSink, Clock, FileLog, ManualClock, Outcome, Query};
-use jfiv::demo::{self, DemoSite, DemoSize};
+use jfiv::demo::{self, DemoSite, DemoSize, DemoTapes};
 use jfiv::nightly::{self, LogLines, NightlyReport};
 use jfiv::site::SiteConfig;
 
@@ -30,9 +30,13 @@ struct Site {
 }
 
 async fn site() -> Site {
+    site_with(&DemoSize::tiny(), &DemoTapes::demo()).await
+}
+
+async fn site_with(size: &DemoSize, tapes: &DemoTapes) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(tuesday_night()));
-    let built = demo::build_site(dir.path(), &DemoSize::tiny(), clock.clone())
+    let built = demo::build_site_with(dir.path(), size, tapes, clock.clone())
         .await
         .unwrap();
     let site = SiteConfig::load(&built.config).unwrap();
@@ -299,6 +303,223 @@ mod daily_database_backup_to_tape {
     }
 }
 
+mod a_backup_larger_than_a_tape {
+    use super::*;
+    use jfiv::backup::tape::{Catalog, Custody, LocationRegister, Place};
+    use jfiv::monitor::{Status, Thresholds, evaluate, gather};
+
+    /// A database of about 5 MB after compression, on 8 MiB cartridges that warn at 3 MiB.
+    fn big_database() -> DemoSize {
+        DemoSize {
+            patients: 2000,
+            binary_bytes: 64 << 10,
+            reports: 5,
+        }
+    }
+
+    fn tiny_tapes(daily: usize) -> DemoTapes {
+        DemoTapes {
+            capacity: 8 << 20,
+            early_warning_zone: 5 << 20,
+            daily,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_backup_larger_than_tonights_tape_continues_on_the_next_tape_of_the_pool() {
+        let s = site_with(&big_database(), &tiny_tapes(3)).await;
+        let report = s.night().await;
+        assert!(report.ok, "{}", report.summary());
+        let db = report.database.clone().unwrap();
+        assert_eq!(db.tapes.len(), 2, "{db:?}");
+        assert_eq!(db.tapes[0], db.tape);
+        assert!(db.tapes.iter().all(|t| t.starts_with("LEB00")), "{db:?}");
+        assert!(db.verified, "both tapes read back and authenticated");
+        assert!(
+            report.summary().contains(&db.tapes.join(" + ")),
+            "{}",
+            report.summary()
+        );
+        // The catalog, the register and the audit trail know both tapes.
+        let catalog = Catalog::load(&s.site.tape.catalog).unwrap();
+        let session = catalog.latest_complete("jfiv-db").unwrap();
+        assert!(session.verified());
+        let on_tape: Vec<&str> = session
+            .catalog
+            .volumes
+            .iter()
+            .map(|v| v.tape.as_str())
+            .collect();
+        assert_eq!(on_tape, db.tapes);
+        let register = LocationRegister::load(&s.site.tape.register).unwrap();
+        assert_eq!(register.place_of(&db.tapes[0]), Some(Place::ServerRoom));
+        assert_eq!(register.place_of(&db.tapes[1]), Some(Place::Drive));
+        let loaded = s.events(Action::TapeLoaded).await;
+        for tape in &db.tapes {
+            assert!(
+                loaded
+                    .iter()
+                    .any(|e| e.object.as_deref() == Some(tape.as_str())),
+                "{tape} loaded: {loaded:?}"
+            );
+        }
+        // What went onto the tapes: read the session back across both, with the key.
+        let key = nightly::open_key(&s.site).unwrap();
+        let library = jfiv::backup::tape::VirtualLibrary::open(s.built.dir.join("vtl")).unwrap();
+        let mut changer = jfiv::backup::tape::LibraryChanger::new(
+            &library,
+            db.tapes.clone(),
+            jfiv::backup::tape::ChangerPurpose::Read,
+        );
+        let checked = jfiv::backup::tape::verify_session(
+            Box::new(library.load(&db.tapes[0]).unwrap()),
+            session.catalog.volumes[0].file,
+            &mut changer,
+            &key,
+            s.clock.as_ref(),
+        )
+        .unwrap();
+        assert!(checked.result.ok, "{:?}", checked.result);
+        let backed_up = checked.manifests[0]
+            .entries
+            .iter()
+            .find(|e| e.path == "jfiv.sqlite")
+            .and_then(|e| e.blake3.clone())
+            .unwrap();
+        drop(library);
+        // In the morning the check wants both tapes out of the server room.
+        s.clock
+            .set(Utc.with_ymd_and_hms(2026, 3, 4, 10, 0, 0).unwrap());
+        // The test's disk target shares the host's file system: its usage is not the point.
+        let thresholds = Thresholds {
+            disk_warn_percent: 100,
+            disk_critical_percent: 100,
+            ..Thresholds::of(&s.site)
+        };
+        let eval = evaluate(&gather(&s.site, s.clock.now()), &thresholds, s.clock.now());
+        assert_eq!(eval.status, Status::Critical, "{}", eval.output());
+        for tape in &db.tapes {
+            assert!(
+                eval.status_line()
+                    .contains(&format!("tape {tape} written last night is still in")),
+                "{}",
+                eval.status_line()
+            );
+        }
+        let locations = nightly::locations_of(&s.site);
+        let custody = Custody {
+            config: &locations,
+            clock: s.clock.as_ref(),
+            sink: s.log.as_ref(),
+            host: "jfiv-srv01",
+        };
+        let mut register = register;
+        let mut library =
+            jfiv::backup::tape::VirtualLibrary::open(s.built.dir.join("vtl")).unwrap();
+        for tape in &db.tapes {
+            register
+                .record_move(tape, Place::Offsite, "m.lefevre", &custody)
+                .await
+                .unwrap();
+            library.take_out(tape).unwrap();
+        }
+        register.save(&s.site.tape.register).unwrap();
+        let eval = evaluate(&gather(&s.site, s.clock.now()), &thresholds, s.clock.now());
+        assert_eq!(eval.status, Status::Ok, "{}", eval.output());
+
+        // The server burns; the restore reads the session from both tapes.
+        std::fs::remove_dir_all(&s.built.server).unwrap();
+        let new_root = s.built.dir.join("nouveau-serveur");
+        std::fs::create_dir_all(&new_root).unwrap();
+        let rebuilt = demo::rebuild_server(
+            &s.site,
+            &s.built.paper_key,
+            &new_root,
+            s.built.dir.join("restore-state"),
+            s.log.clone(),
+            &Actor::new("m.lefevre", "backup-operator"),
+            s.clock.clone(),
+        )
+        .await
+        .unwrap();
+        assert!(rebuilt.report.is_complete(), "{:?}", rebuilt.report.steps);
+        let original = s.built.originals.join("jfiv.sqlite");
+        let restored = new_root.join("srv/jfiv/data/jfiv.sqlite");
+        assert_eq!(
+            blake3::hash(&std::fs::read(&restored).unwrap())
+                .to_hex()
+                .to_string(),
+            backed_up,
+            "the restored database file is bit-identical to the copy written on the two tapes"
+        );
+        assert!(
+            demo::compare_databases(&original, &restored)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn with_a_pool_of_one_tape_a_backup_larger_than_the_tape_fails_and_says_why() {
+        let s = site_with(&big_database(), &tiny_tapes(1)).await;
+        let report = s.night().await;
+        assert!(!report.ok);
+        assert_eq!(report.exit_code(), 1, "nightly_backup exits 1");
+        assert_eq!(
+            report.failures(),
+            ["database-to-tape"],
+            "{}",
+            report.summary()
+        );
+        assert!(report.database.is_none());
+        assert!(
+            report.application.as_ref().unwrap().verified,
+            "the disk backup still ran"
+        );
+        let step = &report.steps[0];
+        assert!(
+            step.details.contains("LEB001L6")
+                && step.details.contains("no tape of pool daily")
+                && step
+                    .details
+                    .contains("no other tape of pool daily could continue"),
+            "{}",
+            step.details
+        );
+        let saved: NightlyReport =
+            serde_json::from_slice(&std::fs::read(nightly::last_report_path(&s.site)).unwrap())
+                .unwrap();
+        assert_eq!(saved, report);
+        let failed = s.events(Action::BackupFailed).await;
+        assert!(
+            failed
+                .iter()
+                .any(|e| e.object.as_deref() == Some("LEB001L6") && e.outcome == Outcome::Failure),
+            "{failed:?}"
+        );
+        // The catalog holds the session as incomplete, never as a backup.
+        let catalog = Catalog::load(&s.site.tape.catalog).unwrap();
+        assert!(catalog.latest_complete("jfiv-db").is_none());
+        assert!(
+            catalog.sessions.values().any(|s| !s.complete),
+            "{:?}",
+            catalog.sessions
+        );
+        let eval = evaluate(
+            &gather(&s.site, s.clock.now()),
+            &Thresholds::of(&s.site),
+            s.clock.now(),
+        );
+        assert_eq!(eval.status, Status::Critical, "{}", eval.output());
+        assert!(
+            eval.status_line()
+                .contains("jfiv-db has no successful verified backup"),
+            "{}",
+            eval.status_line()
+        );
+    }
+}
+
 mod daily_application_backup_to_disk {
     use super::*;
     use jfiv::backup::{DiskTarget, list_snapshots};
@@ -398,7 +619,12 @@ mod offsite_storage {
         // Next morning, 10:00, after the 09:30 deadline: the tape is still in the drive.
         s.clock
             .set(Utc.with_ymd_and_hms(2026, 3, 4, 10, 0, 0).unwrap());
-        let thresholds = Thresholds::of(&s.site);
+        // The test's disk target shares the host's file system: its usage is not the point.
+        let thresholds = Thresholds {
+            disk_warn_percent: 100,
+            disk_critical_percent: 100,
+            ..Thresholds::of(&s.site)
+        };
         let eval = evaluate(&gather(&s.site, s.clock.now()), &thresholds, s.clock.now());
         assert_eq!(eval.status, Status::Critical, "{}", eval.output());
         assert!(eval.status_line().contains(&format!(
