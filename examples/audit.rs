@@ -8,6 +8,9 @@
 //! cargo run --release --example audit -- checkpoint --log audit-log --key-file audit.key --out cp.json
 //! cargo run --release --example audit -- verify --log audit-log --key-file audit.key --checkpoint cp.json
 //! cargo run --release --example audit -- history --log audit-log --key-file audit.key --patient P000123
+//! # the same against a site: log, key file and checkpoint directory from its configuration
+//! cargo run --release --example audit -- --config /etc/jfiv/hospital.toml verify
+//! cargo run --release --example audit -- --config /etc/jfiv/hospital.toml history --patient P000123
 //! ```
 //!
 //! Thin: all the logic is in `jfiv_audit`; this file only parses arguments, reads the
@@ -22,13 +25,26 @@ use jfiv::audit::{
     Action, Actor, AuditEvent, AuditKeys, AuditSink, Checkpoint, Error, FileLog, FileLogOptions,
     IntegrityKind, Origin, Outcome, Query, RecordRef, verify,
 };
+use jfiv::site::SiteConfig;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The JFIV tamper-evident audit trail: who accessed which record, when, from where.
+/// The JFIV tamper-evident audit trail: who accessed which record, when, from where. Create
+/// keys, append events, export signed checkpoints, verify the log, print a patient's history, or
+/// run a self-contained demo with tampering.
+///
+/// With `--config FILE` (the site configuration, `examples/hospital.toml` format) the log
+/// directory, the key file, the checkpoint directory and the host name come from its `[audit]`
+/// and `[site]` sections: `--log` and `--key-file` may then be left out, `verify` checks the log
+/// against every checkpoint the nightly job exported, and `checkpoint` writes into that
+/// directory. Explicit options win over the file.
 #[derive(Parser)]
-#[command(name = "audit")]
+#[command(name = "audit", about, long_about)]
 struct Cli {
+    /// The site configuration file (hospital.toml format): log, key file and checkpoints
+    /// from its `[audit]` section.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,12 +60,12 @@ enum Command {
     /// Appends one event to the log (creating the log if the directory holds none); prints its
     /// sequence number once it is durable.
     Append {
-        /// The log directory.
+        /// The log directory (default with --config: `audit.dir`).
         #[arg(long)]
-        log: PathBuf,
-        /// The key file.
+        log: Option<PathBuf>,
+        /// The key file (default with --config: `audit.key_file`).
         #[arg(long)]
-        key_file: PathBuf,
+        key_file: Option<PathBuf>,
         /// Who did it (a personal user id, or a component name for unattended jobs).
         #[arg(long)]
         actor: String,
@@ -79,28 +95,30 @@ enum Command {
     /// checkpoints; exit 0 with a one-line summary if intact, non-zero naming the first bad
     /// record otherwise.
     Verify {
-        /// The log directory.
+        /// The log directory (default with --config: `audit.dir`).
         #[arg(long)]
-        log: PathBuf,
-        /// The key file.
+        log: Option<PathBuf>,
+        /// The key file (default with --config: `audit.key_file`).
         #[arg(long)]
-        key_file: PathBuf,
+        key_file: Option<PathBuf>,
         /// A checkpoint file written by `checkpoint` (repeatable); detects truncation and rollback.
+        /// Default with --config: every checkpoint in `audit.checkpoint_dir`.
         #[arg(long)]
         checkpoint: Vec<PathBuf>,
     },
     /// Writes a signed checkpoint of the log (record count, chain head, time, log id) to a new
     /// file, to keep away from the log host; the export is itself an audit event.
     Checkpoint {
-        /// The log directory.
+        /// The log directory (default with --config: `audit.dir`).
         #[arg(long)]
-        log: PathBuf,
-        /// The key file.
+        log: Option<PathBuf>,
+        /// The key file (default with --config: `audit.key_file`).
         #[arg(long)]
-        key_file: PathBuf,
-        /// The checkpoint file to create.
+        key_file: Option<PathBuf>,
+        /// The checkpoint file to create (default with --config:
+        /// `<audit.checkpoint_dir>/checkpoint-<records>.json`).
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// Who exports it.
         #[arg(long, default_value = "audit-cli")]
         actor: String,
@@ -108,12 +126,12 @@ enum Command {
     /// Prints every event about one patient (who read or changed their file, when, from where),
     /// after verifying the log.
     History {
-        /// The log directory.
+        /// The log directory (default with --config: `audit.dir`).
         #[arg(long)]
-        log: PathBuf,
-        /// The key file.
+        log: Option<PathBuf>,
+        /// The key file (default with --config: `audit.key_file`).
         #[arg(long)]
-        key_file: PathBuf,
+        key_file: Option<PathBuf>,
         /// The patient's JFIV identifier.
         #[arg(long)]
         patient: String,
@@ -136,6 +154,42 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// What `--config` gives this example.
+#[derive(Default)]
+struct FromSite {
+    site: Option<SiteConfig>,
+}
+
+impl FromSite {
+    fn load(config: Option<&Path>) -> Result<Self, BoxError> {
+        Ok(Self {
+            site: config.map(SiteConfig::load).transpose()?,
+        })
+    }
+
+    fn log(&self, given: Option<PathBuf>) -> Result<PathBuf, BoxError> {
+        given
+            .or_else(|| self.site.as_ref().map(|s| s.audit.dir.clone()))
+            .ok_or_else(|| "give --log DIR or --config FILE".into())
+    }
+
+    fn key_file(&self, given: Option<PathBuf>) -> Result<PathBuf, BoxError> {
+        given
+            .or_else(|| self.site.as_ref().map(|s| s.audit.key_file.clone()))
+            .ok_or_else(|| "give --key-file FILE or --config FILE".into())
+    }
+
+    fn host(&self) -> String {
+        self.site
+            .as_ref()
+            .map_or_else(host_name, |s| s.site.host.clone())
+    }
+
+    fn options(&self) -> FileLogOptions {
+        FileLogOptions::new().origin(Origin::System { host: self.host() })
+    }
+}
+
 fn options() -> FileLogOptions {
     FileLogOptions::new().origin(Origin::System { host: host_name() })
 }
@@ -147,7 +201,7 @@ fn load_keys(path: &Path) -> Result<Arc<AuditKeys>, Error> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command).await {
+    match run(cli.command, cli.config.as_deref()).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("audit: {e}");
@@ -161,7 +215,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<ExitCode, BoxError> {
+async fn run(command: Command, config: Option<&Path>) -> Result<ExitCode, BoxError> {
+    let from_site = match &command {
+        Command::Demo { .. } | Command::Keygen { .. } => FromSite::default(),
+        _ => FromSite::load(config)?,
+    };
     match command {
         Command::Keygen { key_file } => {
             let keys = AuditKeys::generate_from_os();
@@ -185,14 +243,14 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
             detail,
             workstation,
         } => {
-            let keys = load_keys(&key_file)?;
-            let sink = FileLog::open_or_create(&log, keys, options())?;
+            let keys = load_keys(&from_site.key_file(key_file)?)?;
+            let sink = FileLog::open_or_create(&from_site.log(log)?, keys, from_site.options())?;
             let actor = match profile {
                 Some(profile) => Actor::new(actor, profile),
                 None => Actor::unprofiled(actor),
             };
             let origin = Origin::Local {
-                workstation: workstation.unwrap_or_else(host_name),
+                workstation: workstation.unwrap_or_else(|| from_site.host()),
             };
             let mut event = AuditEvent::new(chrono::Utc::now(), actor, origin, action);
             event.record = match (patient, cycle) {
@@ -210,7 +268,17 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
             key_file,
             checkpoint,
         } => {
-            let keys = load_keys(&key_file)?;
+            let keys = load_keys(&from_site.key_file(key_file)?)?;
+            let log = from_site.log(log)?;
+            let checkpoint = match (&from_site.site, checkpoint.is_empty()) {
+                (Some(site), true) => site.audit_checkpoint_files()?,
+                _ => checkpoint,
+            };
+            println!(
+                "verifying {} against {} checkpoint(s)",
+                log.display(),
+                checkpoint.len()
+            );
             let checkpoints = checkpoint
                 .iter()
                 .map(|p| Checkpoint::read_from(p))
@@ -229,9 +297,23 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
             out,
             actor,
         } => {
-            let keys = load_keys(&key_file)?;
-            let sink = FileLog::open(&log, keys, options())?;
+            let keys = load_keys(&from_site.key_file(key_file)?)?;
+            let sink = FileLog::open(&from_site.log(log)?, keys, from_site.options())?;
+            let dir = match (&out, &from_site.site) {
+                (Some(_), _) => None,
+                (None, Some(site)) => Some(site.audit.checkpoint_dir.clone()),
+                (None, None) => return Err("give --out FILE or --config FILE".into()),
+            };
             let checkpoint = sink.checkpoint(Actor::unprofiled(actor)).await?;
+            // Named like the nightly job's exports.
+            let out = match (out, dir) {
+                (Some(out), _) => out,
+                (None, Some(dir)) => {
+                    std::fs::create_dir_all(&dir)?;
+                    dir.join(format!("checkpoint-{}.json", checkpoint.records))
+                }
+                (None, None) => return Err("give --out FILE or --config FILE".into()),
+            };
             checkpoint.write_to(&out)?;
             println!(
                 "wrote {}: log {}, {} records, head {}",
@@ -246,8 +328,8 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
             key_file,
             patient,
         } => {
-            let keys = load_keys(&key_file)?;
-            let sink = FileLog::open(&log, keys, options())?;
+            let keys = load_keys(&from_site.key_file(key_file)?)?;
+            let sink = FileLog::open(&from_site.log(log)?, keys, from_site.options())?;
             let events = sink.query(&Query::patient(&patient)).await?;
             println!("{} event(s) about patient {patient}:", events.len());
             for r in events {

@@ -7,6 +7,9 @@
 //! JFIV_PASSPHRASE=... cargo run --release --example degraded_restore -- \
 //!     --lib /tmp/jfiv-lib --disk /tmp/jfiv-disk run --root /srv/new-jfiv
 //! cargo run --release --example degraded_restore -- --demo drill
+//! # a site: library, disk target, key, catalog, register and audit log from its configuration
+//! cargo run --release --example degraded_restore -- --config /etc/jfiv/hospital.toml \
+//!     plan --root /srv/new-jfiv
 //! ```
 //!
 //! `--lib` is a virtual tape library made by the `tape` example (`catalog.json`,
@@ -15,28 +18,44 @@
 //! The key file's passphrase is read from `JFIV_PASSPHRASE`, the paper key from a file
 //! (`--paper-key-file`), never from the command line. `--demo` builds a small fake site in a
 //! temporary directory and works on it.
+//!
+//! `--config FILE` (the site configuration, `examples/hospital.toml` format) takes the virtual
+//! library, the tape catalog and location register, the disk target, the repository key file
+//! and its passphrase (from the configured environment variable or file), the place names, the
+//! source names and where the database goes under the new root from the site, and writes the
+//! restore's audit events to the site's audit log. Explicit options win over the file.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use jfiv::audit::{Actor, MemorySink, Origin, SystemClock};
+use jfiv::audit::{Actor, AuditSink, MemorySink, Origin, SystemClock};
 use jfiv::backup::tape::{Catalog, LocationConfig, LocationRegister, VirtualLibrary, scan_tape};
 use jfiv::backup::{AuditHook, BackupTarget, DiskTarget};
+use jfiv::nightly;
 use jfiv::restore::{
     CatalogOrigin, ExecuteContext, ExecuteOptions, Inventory, KeyMaterial, KeyPlan, KeyProvider,
     LibraryTapes, RestoreEvent, RestorePlan, RestoreProgress, RestoreRequest, Scope, SecretString,
     Secrets, TapeAccess, demo, drill, execute,
 };
+use jfiv::site::SiteConfig;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Plan, run or rehearse the restore of the JFIV server onto a new root.
+/// The degraded procedure: plan (a dry run), run (resumable) or drill the restore of the JFIV
+/// server onto a new root, from the latest verified backups on the disk target and the tapes.
+///
+/// With `--config FILE` (the site configuration, `examples/hospital.toml` format) the library,
+/// catalog, location register, disk target, key file and passphrase, place names, source names
+/// and the database's place under the new root come from the site, and the restore is audited
+/// in the site's audit log.
 #[derive(Parser)]
-#[command(
-    about = "The degraded procedure: plan, run (resumable) or drill the restore of the JFIV server onto a new root"
-)]
+#[command(name = "degraded_restore", about, long_about)]
 struct Cli {
+    /// The site configuration file: library, disk, key, catalog, register and audit log from
+    /// it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// The virtual tape library directory (from the `tape` example).
     #[arg(long)]
     lib: Option<PathBuf>,
@@ -146,6 +165,33 @@ fn main() -> Res<()> {
     let mut passphrase = std::env::var("JFIV_PASSPHRASE")
         .ok()
         .map(SecretString::from);
+    let site = cli.config.as_deref().map(SiteConfig::load).transpose()?;
+    if let Some(site) = &site {
+        cli.lib = cli
+            .lib
+            .take()
+            .or_else(|| site.library_dir().map(Into::into));
+        cli.disk = cli.disk.take().or_else(|| Some(site.disk.dir.clone()));
+        cli.key_file = cli
+            .key_file
+            .take()
+            .or_else(|| Some(site.keys.repository_key_file.clone()));
+        passphrase = Some(site.keys.passphrase.read()?);
+    }
+    // Where the catalog and the register are, and the names of the places.
+    let (catalog_path, register_path, locations) = match (&site, &cli.lib) {
+        (Some(site), _) => (
+            Some(site.tape.catalog.clone()),
+            Some(site.tape.register.clone()),
+            nightly::locations_of(site),
+        ),
+        (None, Some(l)) => (
+            Some(l.join("catalog.json")),
+            Some(l.join("locations.json")),
+            LocationConfig::default(),
+        ),
+        (None, None) => (None, None, LocationConfig::default()),
+    };
     if let Some(d) = &demo_dir {
         let site = rt.block_on(demo::build_demo_site(d.path()))?;
         println!("demo site built in {} (fake data)", d.path().display());
@@ -191,9 +237,13 @@ fn main() -> Res<()> {
             ))?)
         };
         let now = chrono::Utc::now();
+        let place = site.as_ref().map_or_else(
+            || format!("disk target {}", d.display()),
+            |s| s.locations.offsite_room.clone(),
+        );
         rt.block_on(inventory.add_disk_target(
             "disk",
-            &format!("disk target {}", d.display()),
+            &place,
             target.as_ref(),
             &key,
             verify.as_ref().map(|v| (v, now)),
@@ -204,10 +254,11 @@ fn main() -> Res<()> {
         Some(l) => Some(VirtualLibrary::open(l)?),
         None => None,
     };
-    if let (Some(l), Some(lib)) = (&cli.lib, &library) {
-        let config = LocationConfig::default();
-        let register = LocationRegister::load(&l.join("locations.json"))?;
-        let (catalog, origin) = if cli.catalog_lost || !l.join("catalog.json").exists() {
+    if let (Some(catalog_path), Some(register_path), Some(lib)) =
+        (&catalog_path, &register_path, &library)
+    {
+        let register = LocationRegister::load(register_path)?;
+        let (catalog, origin) = if cli.catalog_lost || !catalog_path.exists() {
             let mut c = Catalog::default();
             for barcode in lib.barcodes()? {
                 println!("scanning tape {barcode} ...");
@@ -215,12 +266,9 @@ fn main() -> Res<()> {
             }
             (c, CatalogOrigin::TapeScan)
         } else {
-            (
-                Catalog::load(&l.join("catalog.json"))?,
-                CatalogOrigin::DiskCatalog,
-            )
+            (Catalog::load(catalog_path)?, CatalogOrigin::DiskCatalog)
         };
-        inventory.add_tape_catalog(&catalog, &register, &config, origin);
+        inventory.add_tape_catalog(&catalog, &register, &locations, origin);
     }
     if let Some(p) = &key_file {
         inventory.keys.push(KeyMaterial::KeyFile {
@@ -249,20 +297,35 @@ fn main() -> Res<()> {
         What::Application => Scope::ApplicationOnly,
     };
     let mut request = RestoreRequest::whole_server(&root).with_scope(scope);
+    if let Some(site) = &site {
+        request.application_source = site.application.name.clone();
+        request.database_source = site.database.name().to_owned();
+        if let Some(dir) = site.database_dir_in_server() {
+            request.database_dir = dir;
+        }
+    }
     if let Some(at) = cli.as_of {
         request = request.as_of(at);
     }
     let plan = RestorePlan::compute(&inventory, &request, &SystemClock)?;
 
     let sink = Arc::new(MemorySink::new());
+    // With --config the restore is audited in the site's log; otherwise the events are kept
+    // in memory and appended to `audit-restore.jsonl` at the end.
+    let audit_sink: Arc<dyn AuditSink> = match &site {
+        Some(site) => Arc::new(nightly::open_audit(site, Arc::new(SystemClock))?),
+        None => sink.clone(),
+    };
     let audit = AuditHook {
-        sink: sink.clone(),
+        sink: audit_sink,
         actor: Actor::new(
             std::env::var("USER").unwrap_or_else(|_| "operator".into()),
             "backup-operator",
         ),
         origin: Origin::System {
-            host: jfiv::backup::hostname(),
+            host: site
+                .as_ref()
+                .map_or_else(jfiv::backup::hostname, |s| s.site.host.clone()),
         },
         clock: Arc::new(SystemClock),
     };
@@ -310,7 +373,9 @@ fn main() -> Res<()> {
                 report.seconds,
                 state.display()
             );
-            write_audit(&state, &sink)?;
+            if site.is_none() {
+                write_audit(&state, &sink)?;
+            }
             if !report.is_complete() {
                 std::process::exit(1);
             }
@@ -343,7 +408,9 @@ fn main() -> Res<()> {
                 files.markdown.display()
             );
             let _ = std::fs::remove_dir_all(&state);
-            write_audit(&reports, &sink)?;
+            if site.is_none() {
+                write_audit(&reports, &sink)?;
+            }
             if !report.passed {
                 std::process::exit(1);
             }

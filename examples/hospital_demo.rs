@@ -1,6 +1,10 @@
 //! The whole procedure of Hôpital Privé Le Bois on a synthetic site, in under a minute.
 //!
 //! `cargo run --release --example hospital_demo [-- --workdir DIR]`
+//!
+//! `--workdir DIR --site-only` only builds the demo site and stops: `DIR/hospital.toml` is then
+//! a site configuration the other examples take with `--config` (`nightly_backup`,
+//! `check_backup`, `audit`, `remote_login`, `tape`, `degraded_restore`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +41,10 @@ struct Args {
     /// Size of the demo: `demo` (2,000 patients, default) or `small` (150 patients).
     #[arg(long, default_value = "demo")]
     size: String,
+    /// Only build the demo site in --workdir and stop: its `hospital.toml` is then a site
+    /// configuration for the other examples' `--config`.
+    #[arg(long, requires = "workdir")]
+    site_only: bool,
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -93,6 +101,23 @@ async fn run(args: Args) -> Res<bool> {
         built.tree.files,
         built.tree.bytes / 1024
     ));
+    if args.site_only {
+        say(&format!(
+            "   site configuration: {} (try: cargo run --example nightly_backup -- --config {})",
+            built.config.display(),
+            built.config.display()
+        ));
+        say(&format!(
+            "   demo operator {} (password \"{}\", a demo value); demo passphrase in {}",
+            demo::DEMO_OPERATOR.0,
+            demo::DEMO_OPERATOR.1,
+            site.keys
+                .repository_key_file
+                .with_file_name("passphrase")
+                .display()
+        ));
+        return Ok(true);
+    }
     say("   NOTE: the demo key file uses the backup crate's documented fast KDF parameters");
     say("   (KdfParams::insecure_for_tests) so that it opens instantly; a real site uses the");
     say(

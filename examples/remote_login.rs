@@ -3,13 +3,18 @@
 //!
 //! ```sh
 //! cargo run --release --example remote_login
+//! # one login against a site's accounts and remote-access policy, audited in its audit log
+//! # (the password is read from standard input, never from the command line):
+//! cargo run --release --example remote_login -- --config /etc/jfiv/hospital.toml \
+//!     --user m.lefevre --from 10.20.1.15 < password-file
 //! ```
 //!
-//! Everything happens in a temporary directory, on a simulated clock (a day in June 2026).
-//! The process exits with status 1 if any scenario ends differently from what the procedure
-//! expects.
+//! Without `--config`, everything happens in a temporary directory, on a simulated clock (a day
+//! in June 2026). The process exits with status 1 if any scenario ends differently from what the
+//! procedure expects.
 
 use std::error::Error;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -34,12 +39,95 @@ type CertificateDer = jfiv::auth::CertificateDer<'static>;
 /// pool; a password-guessing run that gets throttled then locked) against local accounts and a
 /// throwaway CA in a temporary directory, then prints the audit trail. Exits 1 if any outcome
 /// differs from the expected one.
+///
+/// With `--config FILE` (the site configuration, `examples/hospital.toml` format) it instead
+/// tries one login against the site: its local accounts (`[operators] accounts_file`), its
+/// remote-access policy (`[remote_access]`: LAN ranges, VPN pools, the VPN CA and its CRL, in
+/// DER) and its audit log (`[audit]`), for `--user` connecting from `--from`, with the
+/// certificate chain of `--cert` for a VPN address. The password is read from the first line of
+/// standard input. Exits 0 when a session opens, 1 when the login is refused.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about)]
 struct Args {
     /// Print the audit trail as JSON lines instead of a table.
     #[arg(long)]
     json: bool,
+    /// The site configuration file: try one login against the site instead of the scenarios.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// With --config: the personal login name.
+    #[arg(long, requires = "config")]
+    user: Option<String>,
+    /// With --config: the address the connection comes from.
+    #[arg(long, requires = "config")]
+    from: Option<IpAddr>,
+    /// With --config: the client certificate (DER), then its intermediates (repeatable).
+    #[arg(long, requires = "config")]
+    cert: Vec<PathBuf>,
+    /// With --config: the workstation name recorded in the audit trail.
+    #[arg(long, requires = "config")]
+    workstation: Option<String>,
+}
+
+/// `--config`: one audited login against the site's accounts and remote-access policy.
+async fn site_login(args: &Args, config: &std::path::Path) -> Result<ExitCode, Box<dyn Error>> {
+    use jfiv::audit::Clock;
+    let site = jfiv::site::SiteConfig::load(config)?;
+    let user = args.user.as_deref().ok_or("--config needs --user")?;
+    let from = args.from.ok_or("--config needs --from ADDRESS")?;
+    let accounts_file = site.accounts_file().ok_or(
+        "the site's operators log in with Oracle ([operators] oracle_connect): this example only tries local accounts (not implemented yet for Oracle operators)",
+    )?;
+    let clock: Arc<dyn Clock> = Arc::new(jfiv::audit::SystemClock);
+    let accounts = LocalAccounts::open(accounts_file, LocalOptions::default())?;
+    let policy = site.remote_access_policy()?;
+    let log = Arc::new(jfiv::nightly::open_audit(&site, clock.clone())?);
+    let before = log.records();
+    let gate = AccessGate::new(accounts, policy, log.clone(), clock);
+    println!(
+        "site {}: LAN {:?}, VPN pools {:?}, CA {}",
+        site.site.name,
+        site.remote_access.lan,
+        site.remote_access.vpn_pool,
+        site.remote_access
+            .ca_file
+            .as_ref()
+            .map_or("none".into(), |p| p.display().to_string())
+    );
+    let mut password = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_line(&mut password)?;
+    let mut context = ConnectionContext::new(from);
+    if let Some(ws) = &args.workstation {
+        context = context.with_workstation(ws.clone());
+    }
+    if !args.cert.is_empty() {
+        let chain = args
+            .cert
+            .iter()
+            .map(|p| std::fs::read(p).map(CertificateDer::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        context = context.with_client_chain(chain);
+    }
+    let result = gate
+        .login(
+            &Credentials::new(user, password.trim_end_matches(['\r', '\n']), ""),
+            &context,
+        )
+        .await;
+    println!("{user} from {from}: {}", outcome_text(&result));
+    println!("audit trail ({}):", site.audit.dir.display());
+    for rec in log.query(&Query::all()).await? {
+        if rec.seq >= before {
+            println!("  {rec}");
+        }
+    }
+    match result {
+        Ok(session) => {
+            gate.logout(&session.token).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(_) => Ok(ExitCode::FAILURE),
+    }
 }
 
 /// What the procedure says must happen.
@@ -131,6 +219,9 @@ fn matches(expect: &Expect, result: &Result<jfiv::auth::Session, AuthError>) -> 
 #[tokio::main]
 async fn main() -> Result<ExitCode, Box<dyn Error>> {
     let args = Args::parse();
+    if let Some(config) = args.config.clone() {
+        return site_login(&args, &config).await;
+    }
     let dir = tempfile::tempdir()?;
     let start: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-06-01T08:30:00Z")?.into();
     let clock = Arc::new(ManualClock::new(start));

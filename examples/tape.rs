@@ -8,6 +8,8 @@
 //! JFIV_PASSPHRASE=... cargo run --release --example tape -- --lib /tmp/jfiv-lib write --source /var/lib/jfiv
 //! cargo run --release --example tape -- --lib /tmp/jfiv-lib move --tape JFV001L6 --to offsite --by op.durand
 //! cargo run --release --example tape -- --lib /tmp/jfiv-lib check
+//! # a site's library, catalog, location register, pools, places, key and audit log:
+//! cargo run --release --example tape -- --config /etc/jfiv/hospital.toml inventory
 //! ```
 //!
 //! The library directory holds `library.json` and `tapes/*.vtape` (the virtual library),
@@ -15,6 +17,12 @@
 //! `audit-tape.jsonl` (the audit events of this example; a site sends them to its audit log) and
 //! `repository.key` (the key file, sealed with the passphrase read from `JFIV_PASSPHRASE`, never
 //! from the command line).
+//!
+//! With `--config FILE` (the site configuration, `examples/hospital.toml` format) everything
+//! comes from the site instead: the virtual library of `[tape] library`, the catalog and the
+//! location register of `[tape]`, the rotation of `[tape.pools]`, the place names of
+//! `[locations]`, the repository key of `[keys]` (its passphrase from the configured
+//! environment variable or file) and the audit log of `[audit]`, where every tape move goes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,23 +31,39 @@ use clap::{Parser, Subcommand};
 use jfiv::audit::{AuditSink, Clock, MemorySink, Query, SystemClock};
 use jfiv::backup::tape::{
     Catalog, ChangerPurpose, Custody, LibraryChanger, LocationConfig, LocationRegister, MediaLabel,
-    Place, Pool, RestoreFromTape, RotationPolicy, SessionOptions, TapeJob, Uuid, VirtualLibrary,
-    VirtualTapeSpec, WritePosition, backup_to_tape, check_locations, format, label_tape, media,
-    plan_tonight, restore_session, scan_tape, verify_session,
+    OwnedLibraryChanger, Place, Pool, RestoreFromTape, RotationPolicy, SessionOptions, TapeJob,
+    Uuid, VirtualLibrary, VirtualTapeSpec, WritePosition, backup_to_tape, check_locations, format,
+    label_tape, media, plan_tonight, restore_session, scan_tape, verify_session,
 };
 use jfiv::backup::{
     BackupOptions, DirectorySource, ExtractOptions, KdfParams, KeyFile, NoProgress, RepositoryKey,
     Selection,
 };
+use jfiv::nightly;
+use jfiv::site::SiteConfig;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// Tapes of the JFIV database backup, on a virtual library directory: create the library,
+/// label cartridges, list the inventory, record moves between the drive, the server room and
+/// the offsite room (audited), write tonight's backup (continuing on the next tapes of the pool
+/// if it does not fit), verify a session, rebuild the catalog from the tapes, check the rooms,
+/// restore a session.
+///
+/// With `--config FILE` (the site configuration, `examples/hospital.toml` format) the library,
+/// catalog, location register, pools, place names, repository key and audit log are the
+/// site's.
 #[derive(Parser)]
-#[command(about = "Tapes of the JFIV database backup, on a virtual library directory")]
+#[command(name = "tape", about, long_about)]
 struct Cli {
-    /// The virtual library directory.
-    #[arg(long, default_value = "jfiv-tape-library")]
-    lib: PathBuf,
+    /// The virtual library directory (default: `jfiv-tape-library`, or the site's with
+    /// --config).
+    #[arg(long)]
+    lib: Option<PathBuf>,
+    /// The site configuration file: library, catalog, register, pools, places, key and audit
+    /// log from it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,21 +143,67 @@ enum Command {
 
 struct Site {
     dir: PathBuf,
+    catalog: PathBuf,
+    register: PathBuf,
     policy: RotationPolicy,
     places: LocationConfig,
+    host: String,
+    /// The site configuration, with --config.
+    config: Option<SiteConfig>,
 }
 
 impl Site {
+    fn new(lib: Option<PathBuf>, config: Option<&std::path::Path>) -> Res<Self> {
+        let Some(config) = config else {
+            let dir = lib.unwrap_or_else(|| PathBuf::from("jfiv-tape-library"));
+            return Ok(Self {
+                catalog: dir.join("catalog.json"),
+                register: dir.join("locations.json"),
+                dir,
+                policy: RotationPolicy::default(),
+                places: LocationConfig::default(),
+                host: jfiv::backup::hostname(),
+                config: None,
+            });
+        };
+        let site = SiteConfig::load(config)?;
+        let dir = match (lib, site.library_dir()) {
+            (Some(lib), _) => lib,
+            (None, Some(dir)) => dir.to_owned(),
+            (None, None) => {
+                return Err(format!(
+                    "{}: the site's tapes are a drive ([tape] device), this example works on a virtual library ([tape] library)",
+                    config.display()
+                )
+                .into());
+            }
+        };
+        Ok(Self {
+            dir,
+            catalog: site.tape.catalog.clone(),
+            register: site.tape.register.clone(),
+            policy: nightly::rotation_of(&site),
+            places: nightly::locations_of(&site),
+            host: site.site.host.clone(),
+            config: Some(site),
+        })
+    }
     fn catalog(&self) -> Res<Catalog> {
-        Ok(Catalog::load(&self.dir.join("catalog.json"))?)
+        Ok(Catalog::load(&self.catalog)?)
     }
     fn save_catalog(&self, c: &Catalog) -> Res<()> {
-        Ok(c.save(&self.dir.join("catalog.json"))?)
+        Ok(c.save(&self.catalog)?)
     }
     fn register(&self) -> Res<LocationRegister> {
-        Ok(LocationRegister::load(&self.dir.join("locations.json"))?)
+        Ok(LocationRegister::load(&self.register)?)
+    }
+    fn save_register(&self, r: &LocationRegister) -> Res<()> {
+        Ok(r.save(&self.register)?)
     }
     fn key(&self) -> Res<RepositoryKey> {
+        if let Some(site) = &self.config {
+            return Ok(nightly::open_key(site)?);
+        }
         let pass = std::env::var("JFIV_PASSPHRASE")
             .map_err(|_| "set JFIV_PASSPHRASE to the key file's passphrase")?;
         let pass = secrecy::SecretString::from(pass);
@@ -150,9 +220,17 @@ impl Site {
             Ok(key)
         }
     }
-    /// Appends the audit events of this run to `audit-tape.jsonl`.
-    async fn keep_audit(&self, sink: &MemorySink) -> Res<()> {
+    /// Appends the audit events of this run to the site's audit log (with --config) or to
+    /// `audit-tape.jsonl`.
+    async fn keep_audit(&self, sink: &MemorySink, clock: Arc<dyn Clock>) -> Res<()> {
         use std::io::Write as _;
+        if let Some(site) = &self.config {
+            let log = nightly::open_audit(site, clock)?;
+            for r in sink.query(&Query::all()).await? {
+                log.append(r.event).await?;
+            }
+            return Ok(());
+        }
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -173,17 +251,13 @@ fn tonight(site: &Site, catalog: &Catalog, now: chrono::DateTime<chrono::Utc>) -
 
 fn main() -> Res<()> {
     let cli = Cli::parse();
-    let site = Site {
-        dir: cli.lib.clone(),
-        policy: RotationPolicy::default(),
-        places: LocationConfig::default(),
-    };
+    let site = Site::new(cli.lib.clone(), cli.config.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
-    let host = jfiv::backup::hostname();
+    let host = site.host.clone();
     match cli.command {
         Command::Init { slots } => {
             let names: Vec<String> = (1..=slots).map(|i| format!("slot-{i:02}")).collect();
@@ -242,9 +316,9 @@ fn main() -> Res<()> {
                     "tape-example",
                     &custody,
                 ))?;
-                reg.save(&site.dir.join("locations.json"))?;
+                site.save_register(&reg)?;
             }
-            rt.block_on(site.keep_audit(&sink))?;
+            rt.block_on(site.keep_audit(&sink, clock.clone()))?;
             println!("labelled {barcode}");
         }
         Command::Inventory => {
@@ -299,8 +373,8 @@ fn main() -> Res<()> {
                 host: &host,
             };
             let mv = rt.block_on(reg.record_move(&tape, place, &by, &custody))?;
-            reg.save(&site.dir.join("locations.json"))?;
-            rt.block_on(site.keep_audit(&sink))?;
+            site.save_register(&reg)?;
+            rt.block_on(site.keep_audit(&sink, clock.clone()))?;
             match place {
                 Place::Offsite if lib.slot_of(&tape).is_some() => lib.take_out(&tape)?,
                 Place::Drive | Place::ServerRoom if lib.slot_of(&tape).is_none() => {
@@ -339,10 +413,10 @@ fn main() -> Res<()> {
                 .filter(|m| m.label.pool == plan.pool && m.label.barcode != plan.tape)
                 .map(|m| m.label.barcode.clone())
                 .collect();
-            let changer_lib: &'static VirtualLibrary =
-                Box::leak(Box::new(VirtualLibrary::open(&site.dir)?));
-            let changer = LibraryChanger::new(
-                changer_lib,
+            // The job owns its changers: they share one handle on the library.
+            let changer_lib = Arc::new(VirtualLibrary::open(&site.dir)?);
+            let changer = OwnedLibraryChanger::new(
+                changer_lib.clone(),
                 others,
                 ChangerPurpose::Write {
                     inventory: inventory.clone(),
@@ -360,7 +434,7 @@ fn main() -> Res<()> {
             };
             let src = DirectorySource::new("jfiv-db").root_as(&source, "jfiv-db");
             let all = lib.barcodes()?;
-            let verify_changer = LibraryChanger::new(changer_lib, all, ChangerPurpose::Read);
+            let verify_changer = OwnedLibraryChanger::new(changer_lib, all, ChangerPurpose::Read);
             let mut job = TapeJob::new(
                 Box::new(device),
                 label,

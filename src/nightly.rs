@@ -1202,6 +1202,7 @@ mod tests {
     }
 
     /// Writes `password` to a 0600 file of the demo site and returns its path.
+    #[cfg(feature = "oracle")]
     fn password_file(built: &DemoSite, password: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
         let path = built.server.join("etc/jfiv-backup/oracle-password");

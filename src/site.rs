@@ -1,7 +1,12 @@
 //! The site configuration: one TOML file that describes a hospital's JFIV installation.
 //!
-//! Every example that acts on a site (`nightly_backup`, `check_backup`, `hospital_demo`) reads
-//! the same file. A commented sample for "Hôpital Privé Le Bois" is `examples/hospital.toml`.
+//! Every example that acts on a site reads the same file: `nightly_backup`, `check_backup` and
+//! `hospital_demo` always, `audit`, `remote_login`, `tape` and `degraded_restore` with
+//! `--config FILE` (each takes what applies to it through the accessors of [`SiteConfig`]:
+//! [`library_dir`](SiteConfig::library_dir), [`accounts_file`](SiteConfig::accounts_file),
+//! [`remote_access_policy`](SiteConfig::remote_access_policy),
+//! [`audit_checkpoint_files`](SiteConfig::audit_checkpoint_files),
+//! [`database_dir_in_server`](SiteConfig::database_dir_in_server)). A commented sample for "Hôpital Privé Le Bois" is `examples/hospital.toml`.
 //!
 //! Loading is all-or-nothing and happens before anything runs: syntax errors, unknown keys,
 //! bad values (a CIDR that does not parse, a pool that does not exist, a location that is not
@@ -470,9 +475,9 @@ pub struct RemoteAccessConfig {
     pub lan: Vec<IpNet>,
     /// The VPN address pools.
     pub vpn_pool: Vec<IpNet>,
-    /// The CA (PEM or DER) that issues the personal client certificates.
+    /// The CA certificate (DER; PEM is not read yet) that issues the personal client certificates.
     pub ca_file: Option<PathBuf>,
-    /// Its CRL (PEM or DER).
+    /// Its CRL (DER).
     pub crl_file: Option<PathBuf>,
 }
 
@@ -1540,6 +1545,136 @@ impl Checker<'_> {
     }
 }
 
+/// The remote-access policy of a site cannot be built from its files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessPolicyError {
+    /// The CA or CRL file cannot be read.
+    #[error("{}: cannot read {what}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// `the VPN CA certificate` or `the VPN CA's CRL`.
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is PEM: only DER is read yet (not implemented: PEM decoding belongs in
+    /// `jfiv-auth`, whose certificate crate has it).
+    #[error(
+        "{}: {what} is PEM; only DER is read yet: convert it with `openssl {} -in {} -outform der -out {}.der` and name the .der file in the configuration",
+        path.display(),
+        if *what == "the VPN CA's CRL" { "crl" } else { "x509" },
+        path.display(),
+        path.display()
+    )]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        what: &'static str,
+    },
+    /// The policy refused the certificate, the CRL or the ranges.
+    #[error(transparent)]
+    Policy(#[from] jfiv_auth::Error),
+}
+
+impl SiteConfig {
+    /// The virtual library directory (`tape.library`); `None` for a real drive.
+    pub fn library_dir(&self) -> Option<&Path> {
+        match &self.tape.backend {
+            TapeBackend::Library(dir) => Some(dir),
+            TapeBackend::Device(_) => None,
+        }
+    }
+
+    /// The local operator accounts file; `None` when operators log in with their Oracle
+    /// account.
+    pub fn accounts_file(&self) -> Option<&Path> {
+        match &self.operators {
+            OperatorsConfig::Local { accounts_file } => Some(accounts_file),
+            OperatorsConfig::Oracle { .. } => None,
+        }
+    }
+
+    /// The signed audit checkpoints exported to `audit.checkpoint_dir` (its `*.json` files,
+    /// sorted); none when the directory does not exist yet.
+    ///
+    /// # Errors
+    /// The directory exists but cannot be listed.
+    pub fn audit_checkpoint_files(&self) -> std::io::Result<Vec<PathBuf>> {
+        let dir = &self.audit.checkpoint_dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                out.push(path);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Where the SQLite database file goes under a new server root: its directory relative to
+    /// `application.server_root` (`srv/jfiv/data` for `/srv/jfiv/data/jfiv.sqlite` and the root
+    /// `/`). `None` for Oracle, or a database outside the server root.
+    pub fn database_dir_in_server(&self) -> Option<PathBuf> {
+        let DatabaseConfig::Sqlite { path, .. } = &self.database else {
+            return None;
+        };
+        path.parent()?
+            .strip_prefix(&self.application.server_root)
+            .ok()
+            .map(Path::to_owned)
+    }
+
+    /// The remote-access policy of the site: the LAN ranges, the VPN pools, and the VPN CA
+    /// certificate and its CRL read from their files (DER).
+    ///
+    /// # Errors
+    /// [`AccessPolicyError`]: a file unreadable or in PEM, a certificate or CRL the policy
+    /// refuses.
+    pub fn remote_access_policy(&self) -> Result<jfiv_auth::RemoteAccessPolicy, AccessPolicyError> {
+        let r = &self.remote_access;
+        let mut builder = jfiv_auth::RemoteAccessPolicy::builder();
+        for lan in &r.lan {
+            builder = builder.lan(*lan);
+        }
+        for pool in &r.vpn_pool {
+            builder = builder.vpn_pool(*pool);
+        }
+        let der = |path: &Path, what: &'static str| -> Result<Vec<u8>, AccessPolicyError> {
+            let bytes = std::fs::read(path).map_err(|source| AccessPolicyError::Read {
+                path: path.to_owned(),
+                what,
+                source,
+            })?;
+            if bytes.starts_with(b"-----BEGIN") {
+                return Err(AccessPolicyError::Pem {
+                    path: path.to_owned(),
+                    what,
+                });
+            }
+            Ok(bytes)
+        };
+        if let Some(ca) = &r.ca_file {
+            builder = builder.ca_der(jfiv_auth::CertificateDer::from(der(
+                ca,
+                "the VPN CA certificate",
+            )?));
+        }
+        if let Some(crl) = &r.crl_file {
+            builder = builder.crl_der(der(crl, "the VPN CA's CRL")?);
+        }
+        Ok(builder.build()?)
+    }
+}
+
 impl TapeConfig {
     /// The barcodes of one pool, in the order given.
     pub fn pool_members(&self, pool: &str) -> Vec<&str> {
@@ -1602,8 +1737,8 @@ mod tests {
             .replace("/var/log/jfiv/audit", "audit")
             .replace("/etc/jfiv/audit.keys", "audit.keys")
             .replace("/etc/jfiv/operators.json", "operators.json")
-            .replace("/etc/jfiv/vpn-ca.pem", "ca.pem")
-            .replace("/etc/jfiv/vpn-ca.crl", "ca.crl")
+            .replace("/etc/jfiv/vpn-ca.der", "ca.pem")
+            .replace("/etc/jfiv/vpn-ca.crl.der", "ca.crl")
             .replace("/var/lib/jfiv", "state")
     }
 

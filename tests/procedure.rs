@@ -249,8 +249,8 @@ mod remote_access {
     #[test]
     fn remote_users_need_vpn_and_personal_certificate_so_a_vpn_pool_needs_a_ca_and_its_crl() {
         let text = include_str!("../examples/hospital.toml")
-            .replace("ca_file = \"/etc/jfiv/vpn-ca.pem\"\n", "")
-            .replace("crl_file = \"/etc/jfiv/vpn-ca.crl\"\n", "");
+            .replace("ca_file = \"/etc/jfiv/vpn-ca.der\"\n", "")
+            .replace("crl_file = \"/etc/jfiv/vpn-ca.crl.der\"\n", "");
         let err =
             SiteConfig::from_toml(&text, Path::new("hospital.toml"), FileChecks::Skip).unwrap_err();
         assert!(
@@ -726,5 +726,152 @@ mod degraded_procedure {
         assert!(!s.events(Action::RestoreFinished).await.is_empty());
         let verified = s.log.verify(&[]).await.unwrap();
         assert!(verified.records > 10);
+    }
+}
+
+mod the_examples_read_the_site_configuration {
+    use super::*;
+    use jfiv::audit::Checkpoint;
+    use jfiv::site::{AccessPolicyError, FileChecks, TapeBackend};
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, IsCa, KeyIdMethod,
+        KeyPair, KeyUsagePurpose, SerialNumber, date_time_ymd,
+    };
+    use std::path::PathBuf;
+
+    const SAMPLE: &str = include_str!("../examples/hospital.toml");
+
+    fn sample() -> SiteConfig {
+        SiteConfig::from_toml(
+            SAMPLE,
+            Path::new("/etc/jfiv/hospital.toml"),
+            FileChecks::Skip,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_sample_configuration_gives_each_example_what_it_needs() {
+        let site = sample();
+        // audit: the log, its keys, the exported checkpoints.
+        assert_eq!(site.audit.dir, PathBuf::from("/var/log/jfiv/audit"));
+        assert_eq!(site.audit.key_file, PathBuf::from("/etc/jfiv/audit.keys"));
+        assert_eq!(
+            site.audit.checkpoint_dir,
+            PathBuf::from("/mnt/sauvegarde-batiment-c/jfiv/audit-checkpoints"),
+            "the checkpoints go to the other room by default"
+        );
+        // remote_login: the accounts and the networks.
+        assert_eq!(
+            site.accounts_file(),
+            Some(Path::new("/etc/jfiv/operators.json"))
+        );
+        assert_eq!(site.remote_access.lan, ["10.20.0.0/16".parse().unwrap()]);
+        assert_eq!(
+            site.remote_access.vpn_pool,
+            ["10.99.8.0/22".parse().unwrap()]
+        );
+        assert_eq!(
+            site.remote_access.ca_file.as_deref(),
+            Some(Path::new("/etc/jfiv/vpn-ca.der"))
+        );
+        // tape: a real drive (no virtual library), the pools and the register.
+        assert_eq!(site.library_dir(), None);
+        assert_eq!(site.tape.backend, TapeBackend::Device("/dev/nst0".into()));
+        assert_eq!(nightly::rotation_of(&site).daily_retention_days, 7);
+        assert_eq!(
+            site.tape.register,
+            PathBuf::from("/var/lib/jfiv/tape-locations.json")
+        );
+        // degraded_restore: the disk, the key, where the database goes under a new root.
+        assert_eq!(
+            site.disk.dir,
+            PathBuf::from("/mnt/sauvegarde-batiment-c/jfiv")
+        );
+        assert_eq!(
+            site.keys.repository_key_file,
+            PathBuf::from("/etc/jfiv/backup-repository.key")
+        );
+        assert_eq!(
+            site.database_dir_in_server(),
+            Some(PathBuf::from("srv/jfiv/data"))
+        );
+        assert_eq!(site.application.name, "jfiv-app");
+        assert_eq!(site.database.name(), "jfiv-db");
+    }
+
+    #[test]
+    fn the_remote_access_policy_is_built_from_the_sites_ca_and_crl() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = date_time_ymd(2025, 1, 1);
+        params.not_after = date_time_ymd(2035, 1, 1);
+        let ca = params.self_signed(&key).unwrap();
+        let crl = CertificateRevocationListParams {
+            this_update: date_time_ymd(2026, 1, 1),
+            next_update: date_time_ymd(2027, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca, &key)
+        .unwrap();
+        let (ca_file, crl_file) = (
+            dir.path().join("vpn-ca.der"),
+            dir.path().join("vpn-ca.crl.der"),
+        );
+        std::fs::write(&ca_file, ca.der()).unwrap();
+        std::fs::write(&crl_file, crl.der()).unwrap();
+        let text = SAMPLE
+            .replace("/etc/jfiv/vpn-ca.der", &ca_file.display().to_string())
+            .replace("/etc/jfiv/vpn-ca.crl.der", &crl_file.display().to_string());
+        let site =
+            SiteConfig::from_toml(&text, Path::new("hospital.toml"), FileChecks::Skip).unwrap();
+        let policy = site.remote_access_policy().unwrap();
+        assert!(policy.is_local("10.20.4.2".parse().unwrap()));
+        assert!(policy.is_remote("10.99.9.7".parse().unwrap()));
+        assert!(!policy.is_local("203.0.113.9".parse().unwrap()));
+        assert!(!policy.is_remote("203.0.113.9".parse().unwrap()));
+        // A PEM file is named, with the conversion to do.
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let err = site.remote_access_policy().unwrap_err();
+        assert!(matches!(err, AccessPolicyError::Pem { .. }), "{err}");
+        assert!(err.to_string().contains("openssl x509"), "{err}");
+        // A missing CRL too.
+        std::fs::remove_file(&crl_file).unwrap();
+        std::fs::write(&ca_file, ca.der()).unwrap();
+        let err = site.remote_access_policy().unwrap_err();
+        assert!(matches!(err, AccessPolicyError::Read { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_demo_sites_configuration_gives_the_examples_a_library_accounts_and_checkpoints() {
+        let s = site().await;
+        assert_eq!(
+            s.site.library_dir(),
+            Some(s.built.dir.join("vtl").as_path())
+        );
+        let accounts = s.site.accounts_file().unwrap();
+        assert!(accounts.exists(), "{}", accounts.display());
+        let policy = s.site.remote_access_policy().unwrap();
+        assert!(policy.is_local("10.20.1.15".parse().unwrap()));
+        assert_eq!(
+            s.site.database_dir_in_server(),
+            Some(PathBuf::from("srv/jfiv/data"))
+        );
+        assert!(s.site.audit_checkpoint_files().unwrap().is_empty());
+        s.night().await;
+        let files = s.site.audit_checkpoint_files().unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let checkpoints: Vec<Checkpoint> = files
+            .iter()
+            .map(|f| Checkpoint::read_from(f).unwrap())
+            .collect();
+        let verified = s.log.verify(&checkpoints).await.unwrap();
+        assert!(verified.records >= checkpoints[0].records);
     }
 }
