@@ -73,7 +73,7 @@ pub use backup::{
     list_snapshots, load_manifest,
 };
 pub use chunker::ChunkerParams;
-pub use disk::{ChunkFile, DiskTarget};
+pub use disk::{ChunkFile, Collected, DiskTarget, PackDamage};
 pub use error::{Error, Object, Result};
 pub use extract::{
     ExtractOptions, ExtractReport, Extractor, FailedFile, FileOutcome, Selection, already_verified,

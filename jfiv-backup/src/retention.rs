@@ -151,11 +151,16 @@ pub async fn prune(
 }
 
 /// How [`gc`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GcOptions {
-    /// Unreferenced chunks younger than this are kept (they may belong to a backup in
+    /// Unreferenced chunks in packs younger than this are kept (they may belong to a backup in
     /// progress). Default 24 hours.
     pub grace: Duration,
+    /// A pack holding live chunks is rewritten without its garbage once at least this share
+    /// of its bytes is garbage (0.0 rewrites any pack with garbage; 1.0 never rewrites, only
+    /// deletes packs that are all garbage). Default 0.2: rewriting costs copying the live
+    /// chunks, so a little garbage waits until there is more.
+    pub min_garbage_ratio: f64,
     /// Only report what would be removed.
     pub dry_run: bool,
 }
@@ -164,6 +169,7 @@ impl Default for GcOptions {
     fn default() -> Self {
         Self {
             grace: Duration::hours(24),
+            min_garbage_ratio: 0.2,
             dry_run: false,
         }
     }
@@ -176,18 +182,28 @@ pub struct GcReport {
     pub referenced: usize,
     /// Unreferenced chunks removed (or to remove, in a dry run).
     pub removed: Vec<ChunkId>,
-    /// Their bytes.
+    /// Bytes freed (or to free).
     pub bytes_freed: u64,
-    /// Unreferenced chunks kept because they are younger than the grace period.
+    /// Unreferenced chunks kept because their pack is younger than the grace period.
     pub kept_in_grace: usize,
+    /// Unreferenced chunks kept because too little of their pack is garbage to rewrite it
+    /// (see [`GcOptions::min_garbage_ratio`]).
+    pub kept_in_live_packs: usize,
+    /// Packs deleted whole.
+    pub packs_deleted: usize,
+    /// Packs rewritten without their garbage.
+    pub packs_rewritten: usize,
+    /// Bytes of live chunks copied by the rewrites.
+    pub bytes_copied: u64,
 }
 
-/// Removes the chunks no snapshot references.
+/// Removes the chunks no snapshot references (see [`DiskTarget::collect_garbage`] for how
+/// packs are deleted or rewritten).
 ///
-/// Safe against a concurrent backup: another process cannot hold the store (the lock), and
-/// chunks written in the last `grace` period are kept, as are chunks not yet durable (still
-/// under `tmp/`). Within one process, do not run `gc` while a backup writes to the same store:
-/// a backup may reuse an old chunk that `gc` is about to remove.
+/// Safe against a concurrent backup: another process cannot hold the store (the lock); in the
+/// same process, chunks a backup found present are kept; chunks in packs written in the last
+/// `grace` period are kept, as are chunks not yet durable (still under `tmp/`). An old pack is
+/// deleted only after the copies of its live chunks are durable.
 /// If any manifest cannot be read or authenticated, nothing is removed.
 ///
 /// # Errors
@@ -203,25 +219,24 @@ pub async fn gc(
         let manifest = crate::load_manifest(target, key, &id).await?;
         referenced.extend(manifest.chunk_ids());
     }
-    let cutoff = clock.now() - options.grace;
-    let mut report = GcReport {
+    let cutoff: std::time::SystemTime = (clock.now() - options.grace).into();
+    let store = target.clone();
+    let live = referenced.clone();
+    let collected = tokio::task::spawn_blocking(move || {
+        store.collect_garbage(&live, cutoff, options.min_garbage_ratio, options.dry_run)
+    })
+    .await
+    .map_err(|e| crate::Error::Internal {
+        reason: format!("gc task failed: {e}"),
+    })??;
+    Ok(GcReport {
         referenced: referenced.len(),
-        ..GcReport::default()
-    };
-    for chunk in target.list_chunks()? {
-        if referenced.contains(&chunk.id) {
-            continue;
-        }
-        let modified: DateTime<Utc> = chunk.modified.into();
-        if modified > cutoff {
-            report.kept_in_grace += 1;
-            continue;
-        }
-        if !options.dry_run {
-            target.delete_chunk(&chunk.id)?;
-        }
-        report.bytes_freed += chunk.size;
-        report.removed.push(chunk.id);
-    }
-    Ok(report)
+        removed: collected.removed,
+        bytes_freed: collected.bytes_freed,
+        kept_in_grace: collected.kept_in_grace,
+        kept_in_live_packs: collected.kept_in_live_packs,
+        packs_deleted: collected.packs_deleted,
+        packs_rewritten: collected.packs_rewritten,
+        bytes_copied: collected.bytes_copied,
+    })
 }
