@@ -163,7 +163,9 @@ struct FromSite {
 impl FromSite {
     fn load(config: Option<&Path>) -> Result<Self, BoxError> {
         Ok(Self {
-            site: config.map(SiteConfig::load).transpose()?,
+            // On the log host the server's files may be absent (or burned): only `[audit]`
+            // and `[site]` are used.
+            site: config.map(SiteConfig::load_unchecked).transpose()?,
         })
     }
 

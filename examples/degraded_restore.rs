@@ -165,7 +165,13 @@ fn main() -> Res<()> {
     let mut passphrase = std::env::var("JFIV_PASSPHRASE")
         .ok()
         .map(SecretString::from);
-    let site = cli.config.as_deref().map(SiteConfig::load).transpose()?;
+    // The configuration names files that burned with the server (the database, the key file,
+    // the catalog): it is read without checking that they exist.
+    let site = cli
+        .config
+        .as_deref()
+        .map(SiteConfig::load_unchecked)
+        .transpose()?;
     if let Some(site) = &site {
         cli.lib = cli
             .lib
@@ -176,7 +182,14 @@ fn main() -> Res<()> {
             .key_file
             .take()
             .or_else(|| Some(site.keys.repository_key_file.clone()));
-        passphrase = Some(site.keys.passphrase.read()?);
+        // After a fire the passphrase's file may be gone with the server: the paper key is
+        // then the way in (`--paper-key-file`).
+        match site.keys.passphrase.read() {
+            Ok(p) => passphrase = Some(p),
+            Err(e) => println!(
+                "the key file's passphrase is not available ({e}): the paper key is needed"
+            ),
+        }
     }
     // Where the catalog and the register are, and the names of the places.
     let (catalog_path, register_path, locations) = match (&site, &cli.lib) {
@@ -261,8 +274,15 @@ fn main() -> Res<()> {
         let (catalog, origin) = if cli.catalog_lost || !catalog_path.exists() {
             let mut c = Catalog::default();
             for barcode in lib.barcodes()? {
-                println!("scanning tape {barcode} ...");
-                c.merge_scan(&scan_tape(&mut lib.load(&barcode)?)?);
+                match lib.load(&barcode) {
+                    Ok(mut tape) => {
+                        println!("scanning tape {barcode} ...");
+                        c.merge_scan(&scan_tape(&mut tape)?);
+                    }
+                    Err(e) => println!(
+                        "tape {barcode} not scanned ({e}): bring it back to the library if it is needed"
+                    ),
+                }
             }
             (c, CatalogOrigin::TapeScan)
         } else {

@@ -166,7 +166,9 @@ impl Site {
                 config: None,
             });
         };
-        let site = SiteConfig::load(config)?;
+        // Read without checking the server's files: after a fire `scan` rebuilds the catalog
+        // from the tapes while the key file and the catalog are gone.
+        let site = SiteConfig::load_unchecked(config)?;
         let dir = match (lib, site.library_dir()) {
             (Some(lib), _) => lib,
             (None, Some(dir)) => dir.to_owned(),
@@ -192,12 +194,19 @@ impl Site {
         Ok(Catalog::load(&self.catalog)?)
     }
     fn save_catalog(&self, c: &Catalog) -> Res<()> {
+        if let Some(dir) = self.catalog.parent() {
+            // The state directory of a rebuilt server may not exist yet.
+            std::fs::create_dir_all(dir)?;
+        }
         Ok(c.save(&self.catalog)?)
     }
     fn register(&self) -> Res<LocationRegister> {
         Ok(LocationRegister::load(&self.register)?)
     }
     fn save_register(&self, r: &LocationRegister) -> Res<()> {
+        if let Some(dir) = self.register.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         Ok(r.save(&self.register)?)
     }
     fn key(&self) -> Res<RepositoryKey> {

@@ -968,13 +968,8 @@ async fn tape_session_failed(
         plan.tape,
         touched.join(", ")
     );
-    let out_of_tape = matches!(
-        error,
-        jfiv_backup::Error::Tape(
-            jfiv_backup::tape::Error::SessionIncomplete { .. }
-                | jfiv_backup::tape::Error::NoTapeAvailable { .. }
-        )
-    );
+    // The session asked the changer for a tape it could not give.
+    let out_of_tape = changer_log.requested.len() > changer_log.loaded.len();
     if out_of_tape && !changer_log.skipped.is_empty() {
         message.push_str(&format!(
             "; other tapes of pool {} not usable: {}",

@@ -811,6 +811,21 @@ impl SiteConfig {
         Self::from_toml(&text, path, FileChecks::Check)
     }
 
+    /// Reads and validates the file at `path` like [`SiteConfig::load`], but without checking
+    /// that the files it names exist: for the tools of the degraded procedure (`tape`,
+    /// `degraded_restore`, `audit` on the log host), whose server, database, key file and
+    /// catalog may be gone. Whatever is missing fails later, where it is used.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`]; [`ConfigError::Invalid`] with every problem found.
+    pub fn load_unchecked(path: &Path) -> Result<SiteConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path, FileChecks::Skip)
+    }
+
     /// Validates `text`, the content of the file `path` (used for messages and to resolve
     /// relative paths).
     ///
@@ -1846,6 +1861,12 @@ mod tests {
         assert_eq!(p[1].key, "keys.repository_key_file");
         assert_eq!(p[1].line, line_of(&text, "repository_key_file"));
         assert!(p[1].message.contains("does not exist"));
+        // The tools of the degraded procedure read it all the same.
+        let path = dir.path().join("hospital.toml");
+        std::fs::write(&path, &text).unwrap();
+        assert!(SiteConfig::load(&path).is_err());
+        let site = SiteConfig::load_unchecked(&path).unwrap();
+        assert_eq!(site.disk.dir, dir.path().join("disk"));
     }
 
     #[test]

@@ -1491,6 +1491,7 @@ mod owned_changer {
             .collect();
         assert_eq!(tapes, ["T0000", "T0001"]);
         assert_eq!(written.snapshot().loaded, ["T0001"]);
+        assert_eq!(written.snapshot().requested, [2]);
         assert!(written.snapshot().skipped.is_empty());
         let verification = done.verification.unwrap();
         assert!(verification.ok, "{verification:?}");
@@ -1521,6 +1522,7 @@ mod owned_changer {
             .unwrap_err();
         assert!(err.to_string().contains("no tape of pool daily"), "{err}");
         let log = written.snapshot();
+        assert_eq!(log.requested, [2], "volume 2 was asked for");
         assert!(log.loaded.is_empty());
         assert_eq!(log.skipped.len(), 1, "{log:?}");
         assert!(

@@ -638,6 +638,8 @@ impl VolumeChanger for LibraryChanger<'_> {
 /// What an [`OwnedLibraryChanger`] did, readable after the job that owned it ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangerLog {
+    /// The volume numbers it was asked for, in order.
+    pub requested: Vec<u32>,
     /// The barcodes it handed out, in order.
     pub loaded: Vec<String>,
     /// The candidates it skipped, each with the reason (`BARCODE: why`).
@@ -710,6 +712,7 @@ impl VolumeChanger for OwnedLibraryChanger {
             &mut skipped,
         );
         self.journal.with(|log| {
+            log.requested.push(request.volume);
             log.skipped.extend(skipped);
             if let Ok((barcode, _)) = &result {
                 log.loaded.push(barcode.clone());
