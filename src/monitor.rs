@@ -4,7 +4,7 @@
 //! location register, the disk and the audit log), the [`Thresholds`] of the site
 //! configuration and "now" give an [`Evaluation`]: a [`Status`] (exit code 0 OK, 1 WARNING,
 //! 2 CRITICAL, 3 UNKNOWN), one status line with performance data, and one line per finding.
-//! Gathering the state is I/O and lives in [`gather`](crate::monitor::gather) and the
+//! Gathering the state is I/O and lives in [`gather`] and the
 //! `check_backup` example.
 //!
 //! What is checked:

@@ -8,7 +8,7 @@
 //!
 //! The database step backs up the configured kind: the SQLite file (online copy with SQLite's
 //! backup API) or, with the `oracle` feature, the Oracle schema exported logically as of one SCN
-//! ([`jfiv_backup::logical::OracleSchemaSource`], the password read from its environment
+//! (`jfiv_backup::logical::OracleSchemaSource`, the password read from its environment
 //! variable or root-only file, never the command line). A session larger than tonight's tape
 //! continues on the next writable tapes of the same pool of a virtual library (the changer
 //! checks each one's label and retention); every tape is recorded in the catalog, the location
@@ -603,7 +603,7 @@ pub async fn run(
 
 /// The backup source of the configured database: the SQLite file (copied online with
 /// SQLite's backup API) or, with the `oracle` feature, the Oracle schema exported logically as
-/// of one SCN ([`jfiv_backup::logical::OracleSchemaSource`], one `<name>.ldump` entry).
+/// of one SCN (`jfiv_backup::logical::OracleSchemaSource`, one `<name>.ldump` entry).
 ///
 /// # Errors
 /// For the Oracle kind: the password cannot be read from its source, or this build has no
