@@ -1000,10 +1000,17 @@ async fn tape_session_failed(
     if let Err(e) = catalog.save(&site.tape.catalog) {
         message.push_str(&format!("; the tape catalog could not be saved: {e}"));
     }
-    for tape in &changer_log.loaded {
-        if register.place_of(tape) != Some(TapePlace::Drive)
+    // As after a complete session: the last tape loaded is in the drive, the others back in
+    // their slots.
+    for (i, tape) in touched.iter().enumerate() {
+        let place = if i + 1 == touched.len() {
+            TapePlace::Drive
+        } else {
+            TapePlace::ServerRoom
+        };
+        if register.place_of(tape) != Some(place)
             && let Err(e) = register
-                .record_move(tape, TapePlace::Drive, &ctx.actor.user_id, custody)
+                .record_move(tape, place, &ctx.actor.user_id, custody)
                 .await
         {
             message.push_str(&format!("; the move of {tape} is not recorded: {e}"));
