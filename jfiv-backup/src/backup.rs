@@ -391,14 +391,18 @@ async fn run(
     let known = Arc::new(Mutex::new(known));
     let level = options.zstd_level;
     let mut queue: VecDeque<Pending> = VecDeque::new();
+    // Chunk jobs in the queue (the bound on memory); the small end-of-file messages between
+    // them do not count, so that many small files still keep every worker busy.
+    let mut jobs = 0usize;
     let mut done_reading = false;
     let result: Result<()> = async {
         loop {
-            if !done_reading && queue.len() < in_flight {
+            if !done_reading && jobs < in_flight && queue.len() < in_flight * 64 {
                 match rx.recv().await {
                     Some(ReadMsg::Chunk { file, data }) => {
                         let key = Arc::clone(&shared_key);
                         let known = Arc::clone(&known);
+                        jobs += 1;
                         queue.push_back(Pending::Chunk(tokio::task::spawn_blocking(move || {
                             encode(&key, &known, file, &data, level)
                         })));
@@ -411,6 +415,7 @@ async fn run(
             let Some(next) = queue.pop_front() else { break };
             match next {
                 Pending::Chunk(handle) => {
+                    jobs -= 1;
                     let enc = handle.await.map_err(|e| Error::Internal {
                         reason: format!("worker failed: {e}"),
                     })??;
@@ -631,6 +636,28 @@ enum ReadOutcome {
     Closed,
 }
 
+/// Files at least this large have their whole-file BLAKE3 computed on a thread of its own,
+/// beside the chunking (the two are the serial part of reading one file).
+const PARALLEL_HASH_MIN: u64 = 16 << 20;
+
+/// A reader that hands a copy of every block it reads to the whole-file hasher thread.
+struct Tee<'a> {
+    inner: &'a File,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl std::io::Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::io::Read::read(&mut self.inner, buf)?;
+        if n > 0 {
+            self.tx
+                .send(buf[..n].to_vec())
+                .map_err(|_| std::io::Error::other("the hashing thread stopped"))?;
+        }
+        Ok(n)
+    }
+}
+
 fn read_one(
     index: usize,
     path: &PathBuf,
@@ -642,10 +669,8 @@ fn read_one(
     if !before.is_file() {
         return Err(std::io::Error::other("no longer a regular file"));
     }
-    let mut hasher = blake3::Hasher::new();
     let mut closed = false;
-    let bytes = chunker.run(&file, |chunk| {
-        hasher.update(chunk);
+    let mut emit = |chunk: &[u8]| {
         let msg = ReadMsg::Chunk {
             file: index,
             data: chunk.to_vec(),
@@ -655,7 +680,40 @@ fn read_one(
             return Err(std::io::Error::other("pipeline closed"));
         }
         Ok(())
-    });
+    };
+    let (bytes, hash) = if before.len() >= PARALLEL_HASH_MIN {
+        std::thread::scope(|scope| {
+            let (btx, brx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            let hasher = std::thread::Builder::new()
+                .name("jfiv-backup-hash".into())
+                .spawn_scoped(scope, move || {
+                    let mut hasher = blake3::Hasher::new();
+                    for block in brx {
+                        hasher.update(&block);
+                    }
+                    hasher.finalize()
+                })?;
+            let bytes = chunker.run(
+                Tee {
+                    inner: &file,
+                    tx: btx,
+                },
+                &mut emit,
+            );
+            // The tee (and so the channel) is dropped: the hasher ends.
+            let hash = hasher
+                .join()
+                .map_err(|_| std::io::Error::other("the hashing thread panicked"))?;
+            Ok::<_, std::io::Error>((bytes, hash))
+        })?
+    } else {
+        let mut hasher = blake3::Hasher::new();
+        let bytes = chunker.run(&file, |chunk| {
+            hasher.update(chunk);
+            emit(chunk)
+        });
+        (bytes, hasher.finalize())
+    };
     if closed {
         return Ok(ReadOutcome::Closed);
     }
@@ -671,7 +729,7 @@ fn read_one(
         || bytes != m1.size;
     Ok(ReadOutcome::Done {
         meta: m1,
-        blake3: hasher.finalize().to_hex().to_string(),
+        blake3: hash.to_hex().to_string(),
         bytes,
         changed,
     })

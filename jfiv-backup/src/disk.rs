@@ -12,9 +12,10 @@
 //! inode allocation the most expensive part of a backup, and a store of millions of small files
 //! is slow to list, copy and check. The byte layout is in `FORMAT.md`, section 3.
 //!
-//! Chunks are appended to a pack under `tmp/` without `fsync`. [`flush`](BackupTarget::flush)
-//! (and so every `put_manifest`) closes the open pack (writes its index), makes every pack of
-//! `tmp/` durable in one `syncfs`, renames them into `packs/` and `fsync`s the directory. A chunk
+//! Chunks are appended to a pack under `tmp/`. A full pack gets its index and is `fdatasync`ed
+//! on a thread of its own while the backup goes on. [`flush`](BackupTarget::flush) (and so
+//! every `put_manifest`) closes the open pack, waits until every pack of `tmp/` is durable,
+//! renames them into `packs/` and `fsync`s the directory. A chunk
 //! therefore never appears under `packs/` before its bytes are on disk, and a crash leaves only
 //! garbage in `tmp/`, which the next `open` removes. Manifests are written with temp + `fsync` +
 //! rename + directory `fsync`, after the flush.
@@ -145,6 +146,31 @@ struct Writer {
     entries: Vec<PackEntry>,
 }
 
+/// A pack written in full under `tmp/`, its `fdatasync` running on its own thread so that the
+/// disk writes overlap the rest of the backup.
+#[derive(Debug)]
+struct ClosedPack {
+    id: PackId,
+    entries: Vec<PackEntry>,
+    sync: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl ClosedPack {
+    /// Waits until the pack's bytes are durable.
+    fn wait(&mut self, path: &Path) -> Result<()> {
+        let Some(handle) = self.sync.take() else {
+            return Ok(());
+        };
+        match handle.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::io("fsync", path, e)),
+            Err(_) => Err(Error::Internal {
+                reason: format!("the thread syncing {} panicked", path.display()),
+            }),
+        }
+    }
+}
+
 /// Damage found in a pack while opening the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackDamage {
@@ -166,8 +192,9 @@ struct State {
     packs: HashMap<PackId, PackInfo>,
     /// Chunks written to packs under `tmp/`, not yet durable.
     pending: HashMap<ChunkId, Loc>,
-    /// Closed packs under `tmp/`, waiting for the next flush.
-    closed: Vec<(PackId, Vec<PackEntry>)>,
+    /// Closed packs under `tmp/`, being made durable in the background, waiting for the next
+    /// flush.
+    closed: Vec<ClosedPack>,
     /// The open pack under `tmp/`.
     writer: Option<Writer>,
     /// Set when a write failed in a way that could not be undone: nothing more is flushed.
@@ -330,7 +357,23 @@ impl Inner {
             state.poisoned = Some(format!("cannot write the index of {}", path.display()));
             return Err(Error::io("write", path, e));
         }
-        state.closed.push((writer.id, writer.entries));
+        let file = writer.file;
+        let sync = std::thread::Builder::new()
+            .name("jfiv-pack-sync".into())
+            .spawn(move || file.sync_data())
+            .ok();
+        let mut closed = ClosedPack {
+            id: writer.id,
+            entries: writer.entries,
+            sync,
+        };
+        if closed.sync.is_none() {
+            // No thread available: the next flush syncs it inline.
+            let path = self.pack_path(&closed.id, false);
+            let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            closed.sync = Some(std::thread::spawn(move || file.sync_data()));
+        }
+        state.closed.push(closed);
         Ok(())
     }
 
@@ -345,24 +388,25 @@ impl Inner {
         if state.closed.is_empty() {
             return Ok(());
         }
-        let tmp_dir = self.tmp_dir();
-        let dir = File::open(&tmp_dir).map_err(|e| Error::io("open", &tmp_dir, e))?;
-        rustix::fs::syncfs(&dir).map_err(|e| Error::io("syncfs", &tmp_dir, e.into()))?;
         let closed = std::mem::take(&mut state.closed);
         let mut result = Ok(());
         let mut renamed = Vec::new();
-        for (pack, entries) in closed {
+        for mut pack in closed {
             if result.is_err() {
-                state.closed.push((pack, entries));
+                state.closed.push(pack);
                 continue;
             }
-            let from = self.pack_path(&pack, false);
-            let to = self.pack_path(&pack, true);
-            match fs::rename(&from, &to) {
-                Ok(()) => renamed.push((pack, entries)),
+            let from = self.pack_path(&pack.id, false);
+            let to = self.pack_path(&pack.id, true);
+            // A pack is renamed into packs/ only once its bytes are durable.
+            match pack
+                .wait(&from)
+                .and_then(|()| fs::rename(&from, &to).map_err(|e| Error::io("rename", &to, e)))
+            {
+                Ok(()) => renamed.push(pack),
                 Err(e) => {
-                    result = Err(Error::io("rename", &to, e));
-                    state.closed.push((pack, entries));
+                    result = Err(e);
+                    state.closed.push(pack);
                 }
             }
         }
@@ -370,7 +414,10 @@ impl Inner {
         // stored (a manifest may reference them).
         sync_dir(&self.packs_dir())?;
         let now = SystemTime::now();
-        for (pack, entries) in renamed {
+        for ClosedPack {
+            id: pack, entries, ..
+        } in renamed
+        {
             for e in &entries {
                 if state.pending.get(&e.id).is_some_and(|l| l.pack == pack) {
                     state.pending.remove(&e.id);
@@ -1209,7 +1256,7 @@ mod tests {
     }
 
     /// Runs a future that never waits (the disk target's in-memory answers).
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    fn block_on<F: Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()

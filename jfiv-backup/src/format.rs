@@ -16,7 +16,7 @@
 //! or the 16-byte snapshot id), so a blob cannot be moved under another name.
 
 use chacha20poly1305::XNonce;
-use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, Payload};
 
 use crate::{ChunkId, Error, Object, RepositoryKey, Result, SnapshotId};
 
@@ -155,6 +155,9 @@ pub fn check_header(
 /// Compresses (zstd at `level`, or stored when that does not help) and encrypts a chunk whose
 /// id is `id` (computed by the caller with [`RepositoryKey::chunk_id`]).
 ///
+/// The blob is built in one buffer: header, payload compressed straight into it, encrypted in
+/// place, tag appended (no intermediate copies of the chunk).
+///
 /// # Errors
 /// [`Error::Internal`] if compression or encryption fails (it does not, short of a bug).
 pub fn encode_chunk(
@@ -166,17 +169,31 @@ pub fn encode_chunk(
     let len = u32::try_from(plain.len()).map_err(|_| Error::Internal {
         reason: "chunk larger than 4 GiB".into(),
     })?;
-    let mut payload = Vec::with_capacity(plain.len() / 2 + 64);
-    payload.push(Compression::Zstd as u8);
-    payload.extend_from_slice(&len.to_le_bytes());
-    let compressed = compress_append(plain, &mut payload, level);
-    if compressed.is_err() || payload.len() >= plain.len() + 5 {
-        payload.clear();
-        payload.push(Compression::None as u8);
-        payload.extend_from_slice(&len.to_le_bytes());
-        payload.extend_from_slice(plain);
+    let nonce: [u8; 24] = rand::random();
+    let header = header(CHUNK_MAGIC, key, &nonce);
+    let bound = zstd::zstd_safe::compress_bound(plain.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + 5 + bound.max(plain.len()) + TAG_LEN);
+    out.extend_from_slice(&header);
+    out.push(Compression::Zstd as u8);
+    out.extend_from_slice(&len.to_le_bytes());
+    let compressed = compress_append(plain, &mut out, level);
+    if compressed.is_err() || out.len() >= HEADER_LEN + 5 + plain.len() {
+        out.truncate(HEADER_LEN);
+        out.push(Compression::None as u8);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(plain);
     }
-    seal(CHUNK_MAGIC, &key.chunk_cipher(), key, &id.0, &payload)
+    let mut aad = [0u8; HEADER_LEN + 32];
+    aad[..HEADER_LEN].copy_from_slice(&header);
+    aad[HEADER_LEN..].copy_from_slice(&id.0);
+    let tag = key
+        .chunk_cipher()
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, &mut out[HEADER_LEN..])
+        .map_err(|_| Error::Internal {
+            reason: "encryption failed".into(),
+        })?;
+    out.extend_from_slice(&tag);
+    Ok(out)
 }
 
 thread_local! {
@@ -187,7 +204,8 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Compresses `plain` into one zstd frame appended to `out`.
+/// Compresses `plain` into one zstd frame appended to `out` (into its spare capacity, which
+/// must hold `compress_bound(plain.len())` bytes).
 fn compress_append(plain: &[u8], out: &mut Vec<u8>, level: i32) -> std::io::Result<()> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -197,10 +215,10 @@ fn compress_append(plain: &[u8], out: &mut Vec<u8>, level: i32) -> std::io::Resu
         let Some((_, compressor)) = slot.as_mut() else {
             return Err(std::io::Error::other("no compressor"));
         };
-        let start = out.len();
-        out.resize(start + zstd::zstd_safe::compress_bound(plain.len()), 0);
-        let written = compressor.compress_to_buffer(plain, &mut out[start..])?;
-        out.truncate(start + written);
+        let start = out.len() as u64;
+        let mut cursor = std::io::Cursor::new(out);
+        cursor.set_position(start);
+        compressor.compress_to_buffer(plain, &mut cursor)?;
         Ok(())
     })
 }

@@ -182,6 +182,47 @@ mod round_trip {
     }
 
     #[test]
+    fn a_large_file_hashed_beside_its_chunking_round_trips_with_its_blake3() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            fs::create_dir_all(&data).unwrap();
+            // Above the size from which the whole-file hash runs on its own thread.
+            let mut big = pseudo_random(9 << 20, 7);
+            big.extend(std::iter::repeat_n(b'x', 9 << 20));
+            fs::write(data.join("export.dmp"), &big).unwrap();
+            let target = DiskTarget::create(&dir.path().join("store")).unwrap();
+            target.set_pack_size(4 << 20);
+            let key = RepositoryKey::generate();
+            let source = DirectorySource::new("db").root_as(&data, "data");
+            let report = run_backup(&source, &target, &key, None).await.unwrap();
+            let entry = report
+                .manifest
+                .entries
+                .iter()
+                .find(|e| e.path == "data/export.dmp")
+                .unwrap();
+            assert_eq!(
+                entry.blake3.as_deref(),
+                Some(blake3::hash(&big).to_hex().as_str())
+            );
+            assert!(entry.chunks.len() > 4, "{} chunks", entry.chunks.len());
+            assert!(
+                fs::read_dir(dir.path().join("store/packs"))
+                    .unwrap()
+                    .count()
+                    > 1
+            );
+            drop(target);
+            let target = DiskTarget::open_read_only(&dir.path().join("store")).unwrap();
+            let out = dir.path().join("out");
+            let r = extract_all(&target, &key, &report.manifest, &out).await;
+            assert!(r.is_complete(), "{r:?}");
+            assert_eq!(fs::read(out.join("data/export.dmp")).unwrap(), big);
+        });
+    }
+
+    #[test]
     fn selected_paths_only_are_extracted() {
         rt().block_on(async {
             let dir = tempfile::tempdir().unwrap();
