@@ -169,6 +169,10 @@ type Use = (usize, u64, u32);
 /// Files kept open between their chunks at most; past this, a file is reopened per chunk.
 const MAX_OPEN_FILES: usize = 256;
 
+/// Written bytes of a file after which their write-back to disk is started (without waiting
+/// for it), so that the final `syncfs` of a restore has little left to write.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
 /// Plaintext held to hash files in order when their chunks arrive out of order; past this,
 /// such a file is hashed by reading it back before its rename.
 const PARK_BUDGET: u64 = 256 << 20;
@@ -188,6 +192,10 @@ struct FileState {
     next_offset: u64,
     /// Chunks written ahead of `next_offset`, waiting to be hashed in order.
     parked: BTreeMap<u64, Arc<Vec<u8>>>,
+    /// Bytes from which the write-back has not been started yet (see [`WRITEBACK_STEP`]).
+    unflushed_from: u64,
+    /// Bytes written so far (the highest end of a write).
+    written_to: u64,
     finished: bool,
     consistent: bool,
 }
@@ -364,6 +372,8 @@ impl Extractor {
                         hasher: Some(blake3::Hasher::new()),
                         next_offset: 0,
                         parked: BTreeMap::new(),
+                        unflushed_from: 0,
+                        written_to: 0,
                         finished: false,
                         consistent: entry.consistent,
                     });
@@ -676,6 +686,10 @@ impl Shared {
     fn write_at(&self, f: &mut FileState, offset: u64, data: &Arc<Vec<u8>>) -> std::io::Result<()> {
         self.handle(f)?.write_all_at(data, offset)?;
         let len = data.len() as u64;
+        f.written_to = f.written_to.max(offset + len);
+        if f.written_to - f.unflushed_from >= WRITEBACK_STEP {
+            start_writeback(f);
+        }
         if f.hasher.is_none() {
             return Ok(());
         }
@@ -793,8 +807,25 @@ impl Shared {
         }
         file_metadata(handle, &f.meta, &self.options, &f.path, warnings);
         fs::rename(&f.temp_path, &f.final_path).map_err(|e| format!("rename failed: {e}"))?;
+        if !self.options.fsync {
+            f.written_to = f.written_to.max(len);
+            start_writeback(f);
+        }
         Ok(())
     }
+}
+
+/// Starts writing the file's dirty pages written since the last call to disk, without
+/// waiting (`posix_fadvise(POSIX_FADV_DONTNEED)` on Linux begins a non-blocking write-back of
+/// the range, and drops only pages that are already clean, which these are not). Purely a
+/// hint to overlap the disk writes with the extraction: durability comes from the caller's
+/// `syncfs`, whether or not this did anything.
+fn start_writeback(f: &mut FileState) {
+    let (from, to) = (f.unflushed_from, f.written_to);
+    if let (Some(h), Some(len)) = (f.handle.as_ref(), std::num::NonZeroU64::new(to - from)) {
+        let _ = rustix::fs::fadvise(h, from, Some(len), rustix::fs::Advice::DontNeed);
+    }
+    f.unflushed_from = to;
 }
 
 fn mtime_of(meta: &Metadata) -> SystemTime {
@@ -880,11 +911,12 @@ pub fn already_verified(path: &Path, entry: &Entry) -> bool {
     }
 }
 
-type Fetch<'a> = Pin<Box<dyn Future<Output = (ChunkId, Result<Vec<u8>>)> + Send + 'a>>;
+type Fetched = (ChunkId, Result<Vec<u8>>);
+type Fetch<'a> = Pin<Box<dyn Future<Output = Fetched> + Send + 'a>>;
 
 /// Fetches running concurrently, handed back in the order they were started.
 struct Fetches<'a> {
-    slots: VecDeque<(Option<Fetch<'a>>, Option<(ChunkId, Result<Vec<u8>>)>)>,
+    slots: VecDeque<(Option<Fetch<'a>>, Option<Fetched>)>,
 }
 
 impl<'a> Fetches<'a> {
@@ -893,7 +925,7 @@ impl<'a> Fetches<'a> {
     }
 
     /// The oldest fetch's result, polling all of them meanwhile; `None` when there is none.
-    async fn next(&mut self) -> Option<(ChunkId, Result<Vec<u8>>)> {
+    async fn next(&mut self) -> Option<Fetched> {
         if self.slots.is_empty() {
             return None;
         }

@@ -865,18 +865,21 @@ impl Runner {
                     Some(manifest) => {
                         let groups = split(&manifest, &sel, layout);
                         let tapes = tapes(plan, ctx)?;
+                        let t0 = Instant::now();
                         for r in stream_session(
                             tapes, session, volumes, snapshot, &key, &groups, options, progress,
                         )? {
                             merge(&mut outcome, &r);
                         }
                         outcome.notes.push(format!(
-                            "session {session} restored straight from the tape stream"
+                            "session {session} restored straight from the tape stream in {:.2} s",
+                            t0.elapsed().as_secs_f64()
                         ));
                         groups
                     }
                     None => {
                         let tapes = tapes(plan, ctx)?;
+                        let t0 = Instant::now();
                         let spool =
                             spool_session(tapes, session, volumes, snapshot, &staging, progress)?;
                         let manifest = Manifest::decode(&key, snapshot, &spool.manifest)?;
@@ -886,6 +889,8 @@ impl Runner {
                         )?;
                         self.manifests.insert(*snapshot, manifest.clone());
                         let groups = split(&manifest, &sel, layout);
+                        let read_secs = t0.elapsed().as_secs_f64();
+                        let t1 = Instant::now();
                         let result = extract_spooled(&key, &groups, &spool, options, progress);
                         // The spool is scratch: removed before the sync, so it is never written back.
                         drop(spool);
@@ -894,8 +899,10 @@ impl Runner {
                             merge(&mut outcome, &r);
                         }
                         outcome.notes.push(format!(
-                            "session {session} read from tape into a spool (manifest not known \
-                             before the end of the session), then extracted"
+                            "session {session} read from tape into a spool in {read_secs:.2} s \
+                             (the manifest is not known before the end of the session), then \
+                             extracted in {:.2} s",
+                            t1.elapsed().as_secs_f64()
                         ));
                         groups
                     }
@@ -1152,10 +1159,10 @@ fn spool_session(
     tapes.read_session(session, volumes, &mut |item| {
         match item {
             TapeItem::Chunk { id, blob } => {
-                if !index.contains_key(&id) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(id) {
                     out.write_all(blob)
                         .map_err(|e| Error::io("write", &path, e))?;
-                    index.insert(id, (at, blob.len()));
+                    slot.insert((at, blob.len()));
                     at += blob.len() as u64;
                     progress.report(&RestoreEvent::ChunkStaged {
                         bytes: blob.len() as u64,

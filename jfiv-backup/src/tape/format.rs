@@ -385,6 +385,17 @@ pub struct Record {
     pub block: u64,
 }
 
+/// A record read back, its payload borrowed from the [`StreamReader`]'s buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// Its kind.
+    pub kind: RecordKind,
+    /// Its payload.
+    pub payload: &'a [u8],
+    /// The block (within the tape file) in which it starts.
+    pub block: u64,
+}
+
 /// Reads one stream (tape file) back, checking every block and record.
 #[derive(Debug)]
 pub struct StreamReader {
@@ -554,6 +565,22 @@ impl StreamReader {
         &mut self,
         source: &mut S,
     ) -> Result<Option<Record>> {
+        Ok(self.next_record_ref(source)?.map(|r| Record {
+            kind: r.kind,
+            payload: r.payload.to_vec(),
+            block: r.block,
+        }))
+    }
+
+    /// As [`next_record`](StreamReader::next_record), borrowing the payload from the
+    /// reader's buffer instead of copying it (valid until the next call).
+    ///
+    /// # Errors
+    /// As [`next_record`](StreamReader::next_record).
+    pub fn next_record_ref<S: BlockSource + ?Sized>(
+        &mut self,
+        source: &mut S,
+    ) -> Result<Option<RecordRef<'_>>> {
         if self.done {
             return Ok(None);
         }
@@ -606,11 +633,10 @@ impl StreamReader {
             ));
         }
         self.digest.update(hash.as_bytes());
-        let payload = self.data[payload_at..payload_end].to_vec();
         self.pos = start + total;
-        Ok(Some(Record {
+        Ok(Some(RecordRef {
             kind,
-            payload,
+            payload: &self.data[payload_at..payload_end],
             block,
         }))
     }
@@ -1417,7 +1443,7 @@ pub fn read_volume(
     let mut catalog = None;
     loop {
         let digest_before = reader.digest();
-        let Some(record) = reader.next_record(device)? else {
+        let Some(record) = reader.next_record_ref(device)? else {
             return Err(Error::Truncated {
                 tape: tape.to_owned(),
                 file,
@@ -1447,7 +1473,7 @@ pub fn read_volume(
                     block: record.block,
                     what: "malformed manifest record".into(),
                 };
-                let p = &record.payload;
+                let p = record.payload;
                 if p.len() < 2 {
                     return Err(bad());
                 }
@@ -1462,10 +1488,10 @@ pub fn read_volume(
                 })?;
             }
             RecordKind::Catalog => {
-                catalog = Some(from_json(&record.payload, tape, file, record.block)?);
+                catalog = Some(from_json(record.payload, tape, file, record.block)?);
             }
             RecordKind::Trailer => {
-                let trailer: SessionTrailer = from_json(&record.payload, tape, file, record.block)?;
+                let trailer: SessionTrailer = from_json(record.payload, tape, file, record.block)?;
                 if trailer.digest != hex_string(&digest_before) {
                     return Err(Error::Damaged {
                         tape: tape.to_owned(),

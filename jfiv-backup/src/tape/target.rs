@@ -558,6 +558,8 @@ pub fn restore_session(
         file = first.file;
     }
     let mut ex = Extractor::new(key, &manifest, selection, dest, options)?;
+    // Chunks are decoded and written on every core while the tape is read.
+    ex.start_workers(crate::extract::default_workers())?;
     read_session(device, file, changer, &mut |item| {
         if let SessionItem::Chunk { id, data } = item {
             let id = ChunkId(*id);
