@@ -277,6 +277,12 @@ fn child_backup(data: &Path, store: &Path) {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1),
+            // JFIV_BENCH_HLOG=none keeps zstd's own hash table size (for comparisons).
+            zstd_hash_log: match std::env::var("JFIV_BENCH_HLOG").ok().as_deref() {
+                Some("none") => None,
+                Some(v) => v.parse().ok(),
+                None => BackupOptions::default().zstd_hash_log,
+            },
             ..BackupOptions::default()
         };
         let report = jfiv_backup::backup(

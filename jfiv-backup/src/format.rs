@@ -166,6 +166,37 @@ pub fn encode_chunk(
     plain: &[u8],
     level: i32,
 ) -> Result<Vec<u8>> {
+    encode_chunk_with(
+        key,
+        id,
+        plain,
+        Zstd {
+            level,
+            hash_log: None,
+        },
+    )
+}
+
+/// zstd settings for chunks (they change the bytes stored, never the format: any zstd
+/// decoder reads the frames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zstd {
+    /// The compression level.
+    pub level: i32,
+    /// log2 of the match-finder's hash table entries; `None` keeps zstd's choice for the level.
+    pub hash_log: Option<u32>,
+}
+
+/// [`encode_chunk`] with explicit zstd settings.
+///
+/// # Errors
+/// As [`encode_chunk`].
+pub fn encode_chunk_with(
+    key: &RepositoryKey,
+    id: &ChunkId,
+    plain: &[u8],
+    level: Zstd,
+) -> Result<Vec<u8>> {
     let len = u32::try_from(plain.len()).map_err(|_| Error::Internal {
         reason: "chunk larger than 4 GiB".into(),
     })?;
@@ -198,7 +229,7 @@ pub fn encode_chunk(
 
 thread_local! {
     /// One zstd compression context per worker thread (creating one per chunk is costly).
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+    static COMPRESSOR: std::cell::RefCell<Option<(Zstd, zstd::bulk::Compressor<'static>)>> =
         const { std::cell::RefCell::new(None) };
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
@@ -206,11 +237,15 @@ thread_local! {
 
 /// Compresses `plain` into one zstd frame appended to `out` (into its spare capacity, which
 /// must hold `compress_bound(plain.len())` bytes).
-fn compress_append(plain: &[u8], out: &mut Vec<u8>, level: i32) -> std::io::Result<()> {
+fn compress_append(plain: &[u8], out: &mut Vec<u8>, level: Zstd) -> std::io::Result<()> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+            let mut c = zstd::bulk::Compressor::new(level.level)?;
+            if let Some(h) = level.hash_log {
+                c.set_parameter(zstd::zstd_safe::CParameter::HashLog(h))?;
+            }
+            *slot = Some((level, c));
         }
         let Some((_, compressor)) = slot.as_mut() else {
             return Err(std::io::Error::other("no compressor"));

@@ -91,8 +91,8 @@ pub use retention::{
     GcOptions, GcReport, RetentionPlan, RetentionPolicy, gc, plan_retention, prune,
 };
 pub use source::{
-    CommandSource, DirectorySource, Scan, Source, SourceEntry, SqliteSource, Warning, WarningKind,
-    sqlite_row_counts,
+    CommandSource, DEFAULT_COMMAND_TIMEOUT, DirectorySource, Scan, Source, SourceEntry,
+    SqliteSource, Warning, WarningKind, sqlite_row_counts,
 };
 pub use target::{BackupTarget, Capabilities, Stored};
 pub use verify::{DamagedChunk, Sample, VerifyOptions, VerifyReport, verify};

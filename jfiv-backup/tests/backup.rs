@@ -619,6 +619,32 @@ mod sources {
             assert_eq!(target.list_manifests().await.unwrap().len(), before);
         });
     }
+
+    #[test]
+    fn a_hung_export_is_stopped_with_its_children_at_the_timeout_and_fails_the_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("grandchild-alive");
+        // The export starts a child of its own, then hangs.
+        let script = format!(
+            "echo starting >&2; (sleep 3; touch '{}') & sleep 60",
+            marker.display()
+        );
+        let source = CommandSource::new("hung", "/bin/sh", dir.path().join("out"))
+            .arg("-c")
+            .arg(script)
+            .timeout(std::time::Duration::from_millis(300));
+        let start = std::time::Instant::now();
+        match source.scan() {
+            Err(Error::Command { reason, .. }) => {
+                assert!(reason.contains("did not finish"), "{reason}");
+                assert!(reason.contains("starting"), "{reason}");
+            }
+            other => panic!("expected a command error, got {other:?}"),
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(15));
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        assert!(!marker.exists(), "the export's child outlived the timeout");
+    }
 }
 
 mod damage {

@@ -1,8 +1,11 @@
 //! [`CommandSource`]: the files produced by a pre-backup command (an export).
 
 use std::fmt;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -16,6 +19,11 @@ use crate::{Error, Result, SourceInfo, SourceKind};
 /// ([`secret_env`](Self::secret_env)), never as arguments: arguments are visible to every user
 /// in `ps`, the environment only to the process owner. `Debug` shows variable names, not
 /// values. Standard input is closed; the tail of standard error goes into the error report.
+///
+/// The command runs in a process group of its own. If it has not finished within the timeout
+/// ([`timeout`](Self::timeout), default 4 hours) the whole group (the export and anything it
+/// started) gets `SIGTERM`, then `SIGKILL` 10 seconds later, and the scan fails: a hung export
+/// must not hold the night's other backups.
 #[derive(Clone)]
 pub struct CommandSource {
     name: String,
@@ -24,7 +32,13 @@ pub struct CommandSource {
     env: Vec<(String, String)>,
     secret_env: Vec<(String, SecretString)>,
     output_dir: PathBuf,
+    timeout: Duration,
 }
+
+/// The default time a pre-backup command may take.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+/// Standard error kept for the error report.
+const STDERR_TAIL: usize = 2000;
 
 impl fmt::Debug for CommandSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -42,6 +56,7 @@ impl fmt::Debug for CommandSource {
                     .collect::<Vec<_>>(),
             )
             .field("output_dir", &self.output_dir)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -60,7 +75,14 @@ impl CommandSource {
             env: Vec::new(),
             secret_env: Vec::new(),
             output_dir: output_dir.into(),
+            timeout: DEFAULT_COMMAND_TIMEOUT,
         }
+    }
+
+    /// How long the command may run before it is stopped and the scan fails.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Adds a (non-secret) argument.
@@ -106,27 +128,91 @@ impl Source for CommandSource {
         for (k, v) in &self.secret_env {
             cmd.env(k, v.expose_secret());
         }
-        let output = cmd.output().map_err(|e| Error::Command {
+        cmd.process_group(0);
+        let mut child = cmd.spawn().map_err(|e| Error::Command {
             program: program.clone(),
             reason: format!("could not start: {e}"),
         })?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let tail: String = {
-                let chars: Vec<char> = stderr.chars().collect();
-                chars[chars.len().saturating_sub(2000)..].iter().collect()
-            };
+        // Standard error is drained on a thread (a chatty export must not block on a full
+        // pipe); only its tail is kept.
+        let stderr = child.stderr.take();
+        let reader = std::thread::spawn(move || {
+            let mut tail: Vec<u8> = Vec::new();
+            if let Some(mut stderr) = stderr {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.len() > 4 * STDERR_TAIL {
+                        tail.drain(..tail.len() - STDERR_TAIL);
+                    }
+                }
+            }
+            tail
+        });
+        let status = wait_or_stop(&mut child, self.timeout).map_err(|e| Error::Command {
+            program: program.clone(),
+            reason: format!("could not wait for it: {e}"),
+        })?;
+        let tail = reader.join().unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&tail);
+        let tail: String = {
+            let chars: Vec<char> = stderr.chars().collect();
+            chars[chars.len().saturating_sub(STDERR_TAIL)..]
+                .iter()
+                .collect()
+        };
+        let failure = match status {
+            Waited::Exited(status) if status.success() => None,
+            Waited::Exited(status) => Some(status.to_string()),
+            Waited::TimedOut => Some(format!(
+                "did not finish within {} s: its process group was stopped",
+                self.timeout.as_secs()
+            )),
+        };
+        if let Some(failure) = failure {
             return Err(Error::Command {
                 program,
-                reason: format!(
-                    "{}; standard error ends with: {}",
-                    output.status,
-                    tail.trim()
-                ),
+                reason: format!("{failure}; standard error ends with: {}", tail.trim()),
             });
         }
         DirectorySource::new(self.name.clone())
             .root_as(&self.output_dir, self.name.clone())
             .scan()
     }
+}
+
+enum Waited {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+
+/// Waits for `child` for at most `timeout`; then stops its process group (SIGTERM, and SIGKILL
+/// 10 s later if it is still there).
+fn wait_or_stop(child: &mut Child, timeout: Duration) -> std::io::Result<Waited> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Waited::Exited(status));
+        }
+        if start.elapsed() >= timeout {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(timeout));
+    }
+    let group = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+    let stopping = Instant::now();
+    while stopping.elapsed() < Duration::from_secs(10) {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Whatever is left of the group (the export's own children included).
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    let _ = child.wait();
+    Ok(Waited::TimedOut)
 }

@@ -12,7 +12,7 @@ use std::any::Any;
 use std::fmt::Debug;
 use std::path::PathBuf;
 
-pub use command::CommandSource;
+pub use command::{CommandSource, DEFAULT_COMMAND_TIMEOUT};
 pub use directory::DirectorySource;
 pub use sqlite::{SqliteSource, sqlite_row_counts};
 
