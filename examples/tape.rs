@@ -110,6 +110,10 @@ enum Command {
         /// The directory to back up (e.g. the database export directory).
         #[arg(long)]
         source: PathBuf,
+        /// The source name recorded on the tape and in the catalog. Not the site's database
+        /// source name: a restore plan would take this directory for the database.
+        #[arg(long, default_value = "tape-example")]
+        name: String,
         /// Skip the read-back verification (not recommended).
         #[arg(long)]
         no_verify: bool,
@@ -404,7 +408,11 @@ fn main() -> Res<()> {
                 mv.at
             );
         }
-        Command::Write { source, no_verify } => {
+        Command::Write {
+            source,
+            name,
+            no_verify,
+        } => {
             let key = site.key()?;
             let lib = VirtualLibrary::open(&site.dir)?;
             let mut catalog = site.catalog()?;
@@ -435,13 +443,13 @@ fn main() -> Res<()> {
             );
             let options = SessionOptions {
                 snapshot: "nightly".into(),
-                source: "jfiv-db".into(),
+                source: name.clone(),
                 host: host.clone(),
                 pool: plan.pool.clone(),
                 block_size: format::MAX_BLOCK_SIZE,
                 position: WritePosition::AfterLabel,
             };
-            let src = DirectorySource::new("jfiv-db").root_as(&source, "jfiv-db");
+            let src = DirectorySource::new(name.clone()).root_as(&source, name.as_str());
             let all = lib.barcodes()?;
             let verify_changer = OwnedLibraryChanger::new(changer_lib, all, ChangerPurpose::Read);
             let mut job = TapeJob::new(
