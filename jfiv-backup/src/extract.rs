@@ -1034,3 +1034,141 @@ pub async fn extract(
             reason: format!("extraction finish: {e}"),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BackupOptions, DirectorySource, MemoryTarget, NoProgress, backup};
+
+    fn pseudo_random(len: usize, mut x: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// A tree with a multi-chunk file, a copy of it (shared chunks), an empty and a text file;
+    /// backed up to a memory target.
+    fn backed_up(dir: &Path) -> (MemoryTarget, RepositoryKey, Manifest) {
+        let data = dir.join("data");
+        fs::create_dir_all(data.join("lib")).unwrap();
+        let big = pseudo_random(5_000_000, 7);
+        fs::write(data.join("lib/big.bin"), &big).unwrap();
+        fs::write(data.join("lib/copy.bin"), &big).unwrap();
+        fs::write(data.join("empty.txt"), b"").unwrap();
+        fs::write(data.join("notes.txt"), b"ponction J+2\n".repeat(1000)).unwrap();
+        let target = MemoryTarget::new();
+        let key = RepositoryKey::generate();
+        let source = DirectorySource::new("app").root_as(&data, "data");
+        let manifest = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(backup(
+                &source,
+                &target,
+                &key,
+                None,
+                &BackupOptions::default(),
+                &NoProgress,
+            ))
+            .unwrap()
+            .manifest;
+        (target, key, manifest)
+    }
+
+    fn partials(root: &Path) -> Vec<PathBuf> {
+        walkdir::WalkDir::new(root)
+            .into_iter()
+            .filter_map(std::result::Result::ok)
+            .map(|e| e.path().to_path_buf())
+            .filter(|p| p.to_string_lossy().ends_with(".jfiv-partial"))
+            .collect()
+    }
+
+    #[test]
+    fn workers_restore_every_file_whatever_the_order_of_the_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, key, manifest) = backed_up(dir.path());
+        let big = manifest
+            .entries
+            .iter()
+            .find(|e| e.path.ends_with("big.bin"))
+            .unwrap();
+        assert!(big.chunks.len() > 2, "the test needs a multi-chunk file");
+        let chunks = target.chunks_in_order();
+        for (name, reverse) in [("forward", false), ("reverse", true)] {
+            let out = dir.path().join(name);
+            let mut ex = Extractor::new(
+                &key,
+                &manifest,
+                &Selection::all(),
+                &out,
+                ExtractOptions::default(),
+            )
+            .unwrap();
+            ex.start_workers(2).unwrap();
+            let mut order: Vec<&(ChunkId, Vec<u8>)> = chunks.iter().collect();
+            if reverse {
+                order.reverse();
+            }
+            for (id, blob) in order {
+                ex.feed_blob(id, blob);
+            }
+            let r = ex.finish();
+            assert!(r.is_complete(), "{name}: {r:?}");
+            assert_eq!(r.files, 4, "{name}");
+            for f in ["lib/big.bin", "lib/copy.bin", "empty.txt", "notes.txt"] {
+                assert_eq!(
+                    fs::read(out.join("data").join(f)).unwrap(),
+                    fs::read(dir.path().join("data").join(f)).unwrap(),
+                    "{name}: {f}"
+                );
+            }
+            assert!(partials(&out).is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn with_workers_a_damaged_chunk_fails_only_the_files_using_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, key, manifest) = backed_up(dir.path());
+        let big = manifest
+            .entries
+            .iter()
+            .find(|e| e.path.ends_with("big.bin"))
+            .unwrap();
+        let bad = big.chunks[1].id;
+        let out = dir.path().join("out");
+        let mut ex = Extractor::new(
+            &key,
+            &manifest,
+            &Selection::all(),
+            &out,
+            ExtractOptions::default(),
+        )
+        .unwrap();
+        ex.start_workers(2).unwrap();
+        for (id, mut blob) in target.chunks_in_order() {
+            if id == bad {
+                let last = blob.len() - 1;
+                blob[last] ^= 1;
+            }
+            ex.feed_owned(&id, blob);
+        }
+        let r = ex.finish();
+        let mut failed: Vec<&str> = r.failed.iter().map(|f| f.path.as_str()).collect();
+        failed.sort_unstable();
+        assert_eq!(failed, ["data/lib/big.bin", "data/lib/copy.bin"]);
+        assert!(r.failed.iter().all(|f| f.chunk == Some(bad)));
+        assert_eq!(r.damaged_chunks.len(), 1);
+        assert_eq!(r.files, 2);
+        assert!(!out.join("data/lib/big.bin").exists());
+        assert!(!out.join("data/lib/copy.bin").exists());
+        assert!(out.join("data/notes.txt").exists());
+        assert!(partials(&out).is_empty());
+    }
+}
