@@ -1153,7 +1153,10 @@ async fn disk_verify(
         )
         .await?;
     }
-    let details = format!(
+    // A pack whose index was damaged was read record by record when the store was opened:
+    // its chunks may all be there, but the disk is failing and the operator must know.
+    let damage = target.pack_damage();
+    let mut details = format!(
         "slice: {} of {} chunks checked, {} damaged chunk(s), {} damaged manifest(s); tonight's snapshot {}",
         slice.chunks_checked,
         slice.chunks_referenced,
@@ -1165,7 +1168,16 @@ async fn disk_verify(
             "NOT verified"
         }
     );
-    Ok((details, slice.is_ok() && snapshot_ok))
+    for d in &damage {
+        details.push_str(&format!(
+            "; damaged pack {} at byte {}: {} ({} chunks recovered)",
+            d.path.display(),
+            d.offset,
+            d.reason,
+            d.chunks_recovered
+        ));
+    }
+    Ok((details, slice.is_ok() && snapshot_ok && damage.is_empty()))
 }
 
 /// The pool of a configured pool name.

@@ -607,6 +607,46 @@ mod nightly_report {
     }
 }
 
+mod disk_damage {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_disk_pack_with_a_damaged_index_fails_the_nights_verification_and_is_named() {
+        let s = site().await;
+        assert!(s.night().await.ok);
+        // Damage the end (the index) of one pack of the disk target.
+        let packs = s.site.disk.dir.join("packs");
+        let pack = std::fs::read_dir(&packs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .next()
+            .unwrap();
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(&pack, &bytes).unwrap();
+        s.clock.advance(Duration::days(1));
+        let report = s.night().await;
+        assert!(!report.ok, "{}", report.summary());
+        let verify = report
+            .steps
+            .iter()
+            .find(|st| st.name == "disk-verify")
+            .unwrap();
+        assert!(!verify.ok);
+        let name = pack.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            verify.details.contains("damaged pack") && verify.details.contains(&name),
+            "{}",
+            verify.details
+        );
+        // The night's backup still went to the disk, but is not counted as verified (the
+        // monitoring check then sees the source age past its RPO).
+        let app = report.application.as_ref().unwrap();
+        assert!(app.files > 0 && !app.verified);
+    }
+}
+
 mod offsite_storage {
     use super::*;
     use jfiv::backup::tape::{Custody, LocationRegister, Place};
