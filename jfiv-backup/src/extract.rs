@@ -173,6 +173,10 @@ const MAX_OPEN_FILES: usize = 256;
 /// for it), so that the final `syncfs` of a restore has little left to write.
 const WRITEBACK_STEP: u64 = 8 << 20;
 
+/// The page size assumed to align write-back ranges (a larger real page only makes the
+/// hint less precise).
+const PAGE: u64 = 4096;
+
 /// Plaintext held to hash files in order when their chunks arrive out of order; past this,
 /// such a file is hashed by reading it back before its rename.
 const PARK_BUDGET: u64 = 256 << 20;
@@ -687,9 +691,6 @@ impl Shared {
         self.handle(f)?.write_all_at(data, offset)?;
         let len = data.len() as u64;
         f.written_to = f.written_to.max(offset + len);
-        if f.written_to - f.unflushed_from >= WRITEBACK_STEP {
-            start_writeback(f);
-        }
         if f.hasher.is_none() {
             return Ok(());
         }
@@ -714,6 +715,12 @@ impl Shared {
             // Hashed by reading the file back before the rename.
             f.hasher = None;
             self.unpark(f);
+        }
+        // Only whole pages of the prefix written in order: a page under write-back that is
+        // written again (the rest of a page shared by two chunks) makes that write wait.
+        let settled = f.next_offset / PAGE * PAGE;
+        if f.hasher.is_some() && settled >= f.unflushed_from + WRITEBACK_STEP {
+            start_writeback(f, settled);
         }
         Ok(())
     }
@@ -808,20 +815,22 @@ impl Shared {
         file_metadata(handle, &f.meta, &self.options, &f.path, warnings);
         fs::rename(&f.temp_path, &f.final_path).map_err(|e| format!("rename failed: {e}"))?;
         if !self.options.fsync {
-            f.written_to = f.written_to.max(len);
-            start_writeback(f);
+            start_writeback(f, f.written_to.max(len));
         }
         Ok(())
     }
 }
 
-/// Starts writing the file's dirty pages written since the last call to disk, without
+/// Starts writing the file's dirty pages from the end of the last call to `to` to disk, without
 /// waiting (`posix_fadvise(POSIX_FADV_DONTNEED)` on Linux begins a non-blocking write-back of
 /// the range, and drops only pages that are already clean, which these are not). Purely a
 /// hint to overlap the disk writes with the extraction: durability comes from the caller's
 /// `syncfs`, whether or not this did anything.
-fn start_writeback(f: &mut FileState) {
-    let (from, to) = (f.unflushed_from, f.written_to);
+fn start_writeback(f: &mut FileState, to: u64) {
+    let from = f.unflushed_from;
+    if to <= from {
+        return;
+    }
     if let (Some(h), Some(len)) = (f.handle.as_ref(), std::num::NonZeroU64::new(to - from)) {
         let _ = rustix::fs::fadvise(h, from, Some(len), rustix::fs::Advice::DontNeed);
     }

@@ -163,15 +163,22 @@ fn main() {
     // See the module docs: wait until the files deleted by an earlier run (at its end, or
     // here) are more than a minute old, so that inode allocation does not scan them.
     let deleted_at = work.with_extension("deleted-at");
+    let now_secs = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+    };
     if work.exists() {
         fresh(&work);
-        std::fs::write(&deleted_at, b"").unwrap();
+        std::fs::write(&deleted_at, now_secs().to_string()).unwrap();
     }
     std::fs::create_dir_all(&work).unwrap();
     settle();
-    if let Ok(age) = std::fs::metadata(&deleted_at)
-        .and_then(|m| m.modified())
-        .map(|t| t.elapsed().unwrap_or_default())
+    if let Some(age) = std::fs::read_to_string(&deleted_at)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .map(|t| std::time::Duration::from_secs(now_secs().saturating_sub(t)))
     {
         let quiet = std::time::Duration::from_secs(65);
         if age < quiet {
@@ -528,5 +535,5 @@ fn main() {
         jfiv / results["cp -r, then sync"]
     );
     let _ = std::fs::remove_dir_all(&work);
-    let _ = std::fs::write(&deleted_at, b"");
+    let _ = std::fs::write(&deleted_at, now_secs().to_string());
 }

@@ -320,7 +320,7 @@ struct State {
 /// Options of an execution.
 #[derive(Debug, Clone)]
 pub struct ExecuteOptions {
-    /// Where the checkpoint, the staged tape chunks and the copies of the (encrypted)
+    /// Where the checkpoint, the tape spool (scratch) and the copies of the (encrypted)
     /// manifests are kept. Outside the destination tree.
     pub state_dir: PathBuf,
     /// Metadata and resume options of the extraction.
@@ -360,7 +360,7 @@ pub struct ExecuteContext<'a> {
     pub options: ExecuteOptions,
 }
 
-/// Writes a state, staging or manifest file atomically with the backup crate's
+/// Writes a state or manifest file atomically with the backup crate's
 /// [`jfiv_backup::disk::write_atomic`] (temp, fsync, rename, directory fsync), creating its
 /// directory first. Mode 0600: these files describe a patient-data restore.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

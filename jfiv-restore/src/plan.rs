@@ -234,8 +234,8 @@ pub enum StepKind {
         /// Where it goes.
         layout: Layout,
     },
-    /// Restore a snapshot from a tape session (read into a local staging store, then
-    /// extracted).
+    /// Restore a snapshot from a tape session (read once: straight from the stream when the
+    /// manifest is known, else through a scratch spool, see [`crate::execute()`]).
     RestoreFromTape {
         /// For what.
         role: Role,
