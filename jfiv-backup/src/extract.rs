@@ -219,6 +219,11 @@ struct Shared {
     log: Mutex<Log>,
     open_files: AtomicUsize,
     parked_bytes: AtomicU64,
+    /// Held around the operations that change a directory (creating a temporary file,
+    /// renaming it). The kernel serialises them per directory anyway (and files of one
+    /// directory are neighbours in the manifest): a second thread would spin on the
+    /// directory's lock in the kernel; waiting here it sleeps, leaving the core to decoding.
+    dir_ops: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -400,6 +405,7 @@ impl Extractor {
             }),
             open_files: AtomicUsize::new(0),
             parked_bytes: AtomicU64::new(0),
+            dir_ops: Mutex::new(()),
         };
         for i in empty {
             let mut f = lock(&shared.files[i]);
@@ -664,6 +670,7 @@ impl Shared {
             let h = if f.created {
                 OpenOptions::new().write(true).open(&f.temp_path)?
             } else {
+                let _dir = lock(&self.dir_ops);
                 let h = File::create(&f.temp_path)?;
                 f.created = true;
                 h
@@ -813,7 +820,10 @@ impl Shared {
                 .map_err(|e| format!("fsync failed: {e}"))?;
         }
         file_metadata(handle, &f.meta, &self.options, &f.path, warnings);
-        fs::rename(&f.temp_path, &f.final_path).map_err(|e| format!("rename failed: {e}"))?;
+        {
+            let _dir = lock(&self.dir_ops);
+            fs::rename(&f.temp_path, &f.final_path).map_err(|e| format!("rename failed: {e}"))?;
+        }
         if !self.options.fsync {
             start_writeback(f, f.written_to.max(len));
         }
