@@ -607,9 +607,8 @@ impl Shared {
     /// Decodes one blob and writes it to every file that uses it.
     fn process(&self, job: Job) {
         let Job { id, blob, uses } = job;
-        match format::decode_chunk(&self.key, &id, &blob) {
+        match format::decode_chunk_owned(&self.key, &id, blob) {
             Ok(plain) => {
-                drop(blob);
                 let plain = Arc::new(plain);
                 for (index, offset, len) in uses {
                     self.apply(index, offset, len, &id, &plain);

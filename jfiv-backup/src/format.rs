@@ -277,8 +277,32 @@ fn decompress(data: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
 /// # Errors
 /// [`Error::WrongKey`], [`Error::Format`], [`Error::Integrity`] naming the chunk.
 pub fn decode_chunk(key: &RepositoryKey, id: &ChunkId, blob: &[u8]) -> Result<Vec<u8>> {
+    decode_chunk_owned(key, id, blob.to_vec())
+}
+
+/// [`decode_chunk`] of a blob the caller owns: it is decrypted in place (no second buffer),
+/// and a chunk stored uncompressed is returned in the same allocation.
+///
+/// # Errors
+/// As [`decode_chunk`].
+pub fn decode_chunk_owned(key: &RepositoryKey, id: &ChunkId, mut blob: Vec<u8>) -> Result<Vec<u8>> {
     let object = Object::Chunk(*id);
-    let payload = open(CHUNK_MAGIC, &key.chunk_cipher(), key, &id.0, blob, &object)?;
+    check_header(CHUNK_MAGIC, key, &blob, &object)?;
+    let mut aad = [0u8; HEADER_LEN + 32];
+    aad[..HEADER_LEN].copy_from_slice(&blob[..HEADER_LEN]);
+    aad[HEADER_LEN..].copy_from_slice(&id.0);
+    let nonce = *XNonce::from_slice(&blob[16..40]);
+    let tag_at = blob.len() - TAG_LEN;
+    let tag = chacha20poly1305::Tag::clone_from_slice(&blob[tag_at..]);
+    key.chunk_cipher()
+        .decrypt_in_place_detached(&nonce, &aad, &mut blob[HEADER_LEN..tag_at], &tag)
+        .map_err(|_| {
+            Error::integrity(
+                object.clone(),
+                "authentication failed: the data was damaged or altered",
+            )
+        })?;
+    let payload = &blob[HEADER_LEN..tag_at];
     if payload.len() < 5 {
         return Err(Error::integrity(object, "payload too short"));
     }
@@ -290,7 +314,11 @@ pub fn decode_chunk(key: &RepositoryKey, id: &ChunkId, blob: &[u8]) -> Result<Ve
         ));
     }
     let plain = match payload[0] {
-        0 => payload[5..].to_vec(),
+        0 => {
+            blob.truncate(tag_at);
+            blob.drain(..HEADER_LEN + 5);
+            blob
+        }
         1 => decompress(&payload[5..], len)
             .map_err(|e| Error::integrity(object.clone(), format!("zstd: {e}")))?,
         other => {
