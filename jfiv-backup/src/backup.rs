@@ -260,8 +260,8 @@ pub async fn latest_snapshot(
 
 /// What the reader thread sends.
 enum ReadMsg {
-    /// A chunk of file `file`.
-    Chunk { file: usize, data: Vec<u8> },
+    /// A chunk of file `file` (shared with the whole-file hasher of a large file).
+    Chunk { file: usize, data: Arc<Vec<u8>> },
     /// File `file` is read again from the start (it changed): forget its chunks so far.
     Restart { file: usize },
     /// File `file` is done.
@@ -649,24 +649,6 @@ enum ReadOutcome {
 /// beside the chunking (the two are the serial part of reading one file).
 const PARALLEL_HASH_MIN: u64 = 16 << 20;
 
-/// A reader that hands a copy of every block it reads to the whole-file hasher thread.
-struct Tee<'a> {
-    inner: &'a File,
-    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
-}
-
-impl std::io::Read for Tee<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = std::io::Read::read(&mut self.inner, buf)?;
-        if n > 0 {
-            self.tx
-                .send(buf[..n].to_vec())
-                .map_err(|_| std::io::Error::other("the hashing thread stopped"))?;
-        }
-        Ok(n)
-    }
-}
-
 fn read_one(
     index: usize,
     path: &PathBuf,
@@ -679,37 +661,33 @@ fn read_one(
         return Err(std::io::Error::other("no longer a regular file"));
     }
     let mut closed = false;
-    let mut emit = |chunk: &[u8]| {
-        let msg = ReadMsg::Chunk {
-            file: index,
-            data: chunk.to_vec(),
-        };
-        if tx.blocking_send(msg).is_err() {
-            closed = true;
-            return Err(std::io::Error::other("pipeline closed"));
-        }
-        Ok(())
-    };
     let (bytes, hash) = if before.len() >= PARALLEL_HASH_MIN {
         std::thread::scope(|scope| {
-            let (btx, brx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+            // The hasher gets the same chunk buffers as the workers, in file order.
+            let (htx, hrx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(4);
             let hasher = std::thread::Builder::new()
                 .name("jfiv-backup-hash".into())
                 .spawn_scoped(scope, move || {
                     let mut hasher = blake3::Hasher::new();
-                    for block in brx {
-                        hasher.update(&block);
+                    for chunk in hrx {
+                        hasher.update(&chunk);
                     }
                     hasher.finalize()
                 })?;
-            let bytes = chunker.run(
-                Tee {
-                    inner: &file,
-                    tx: btx,
-                },
-                &mut emit,
-            );
-            // The tee (and so the channel) is dropped: the hasher ends.
+            let bytes = chunker.run(&file, |chunk| {
+                let data = Arc::new(chunk.to_vec());
+                htx.send(Arc::clone(&data))
+                    .map_err(|_| std::io::Error::other("the hashing thread stopped"))?;
+                if tx
+                    .blocking_send(ReadMsg::Chunk { file: index, data })
+                    .is_err()
+                {
+                    closed = true;
+                    return Err(std::io::Error::other("pipeline closed"));
+                }
+                Ok(())
+            });
+            drop(htx);
             let hash = hasher
                 .join()
                 .map_err(|_| std::io::Error::other("the hashing thread panicked"))?;
@@ -719,7 +697,15 @@ fn read_one(
         let mut hasher = blake3::Hasher::new();
         let bytes = chunker.run(&file, |chunk| {
             hasher.update(chunk);
-            emit(chunk)
+            let data = Arc::new(chunk.to_vec());
+            if tx
+                .blocking_send(ReadMsg::Chunk { file: index, data })
+                .is_err()
+            {
+                closed = true;
+                return Err(std::io::Error::other("pipeline closed"));
+            }
+            Ok(())
         });
         (bytes, hasher.finalize())
     };
