@@ -358,22 +358,25 @@ impl Inner {
             state.poisoned = Some(format!("cannot write the index of {}", path.display()));
             return Err(Error::io("write", path, e));
         }
-        let file = writer.file;
-        let sync = std::thread::Builder::new()
-            .name("jfiv-pack-sync".into())
-            .spawn(move || file.sync_data())
-            .ok();
-        let mut closed = ClosedPack {
+        let path = self.pack_path(&writer.id, false);
+        let sync = writer.file.try_clone().ok().and_then(|file| {
+            std::thread::Builder::new()
+                .name("jfiv-pack-sync".into())
+                .spawn(move || file.sync_data())
+                .ok()
+        });
+        if sync.is_none() {
+            // No thread for it: the pack is made durable here, before it counts as closed.
+            if let Err(e) = writer.file.sync_data() {
+                state.poisoned = Some(format!("cannot fsync {}", path.display()));
+                return Err(Error::io("fsync", path, e));
+            }
+        }
+        let closed = ClosedPack {
             id: writer.id,
             entries: writer.entries,
             sync,
         };
-        if closed.sync.is_none() {
-            // No thread available: the next flush syncs it inline.
-            let path = self.pack_path(&closed.id, false);
-            let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-            closed.sync = Some(std::thread::spawn(move || file.sync_data()));
-        }
         state.closed.push(closed);
         Ok(())
     }
@@ -399,21 +402,29 @@ impl Inner {
             }
             let from = self.pack_path(&pack.id, false);
             let to = self.pack_path(&pack.id, true);
-            // A pack is renamed into packs/ only once its bytes are durable.
-            match pack
-                .wait(&from)
-                .and_then(|()| fs::rename(&from, &to).map_err(|e| Error::io("rename", &to, e)))
-            {
+            // A pack is renamed into packs/ only once its bytes are durable. A failed fsync
+            // cannot be retried (the kernel may have dropped the dirty pages): the store stops
+            // accepting work.
+            if let Err(e) = pack.wait(&from) {
+                state.poisoned = Some(format!("cannot fsync {}", from.display()));
+                result = Err(e);
+                state.closed.push(pack);
+                continue;
+            }
+            match fs::rename(&from, &to) {
                 Ok(()) => renamed.push(pack),
                 Err(e) => {
-                    result = Err(e);
+                    result = Err(Error::io("rename", &to, e));
                     state.closed.push(pack);
                 }
             }
         }
         // The renames are durable once the directory is; only then do the chunks count as
         // stored (a manifest may reference them).
-        sync_dir(&self.packs_dir())?;
+        if let Err(e) = sync_dir(&self.packs_dir()) {
+            state.poisoned = Some("cannot fsync the packs directory".into());
+            return Err(e);
+        }
         let now = SystemTime::now();
         for ClosedPack {
             id: pack, entries, ..
