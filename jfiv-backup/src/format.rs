@@ -16,7 +16,7 @@
 //! or the 16-byte snapshot id), so a blob cannot be moved under another name.
 
 use chacha20poly1305::XNonce;
-use chacha20poly1305::aead::{Aead, AeadInPlace, Payload};
+use chacha20poly1305::aead::AeadInPlace;
 
 use crate::{ChunkId, Error, Object, RepositoryKey, Result, SnapshotId};
 
@@ -54,61 +54,65 @@ fn header(magic: [u8; 4], key: &RepositoryKey, nonce: &[u8; 24]) -> [u8; HEADER_
     h
 }
 
-fn seal(
-    magic: [u8; 4],
-    cipher: &chacha20poly1305::XChaCha20Poly1305,
-    key: &RepositoryKey,
-    id: &[u8],
-    payload: &[u8],
-) -> Result<Vec<u8>> {
+/// A new object's buffer: its clear header (with a fresh random nonce), room for `payload`
+/// more bytes and the tag. The payload is appended, then [`seal_in_place`] encrypts it.
+fn start_object(magic: [u8; 4], key: &RepositoryKey, payload: usize) -> Vec<u8> {
     let nonce: [u8; 24] = rand::random();
-    let header = header(magic, key, &nonce);
+    let mut out = Vec::with_capacity(HEADER_LEN + payload + TAG_LEN);
+    out.extend_from_slice(&header(magic, key, &nonce));
+    out
+}
+
+/// The associated data of an object: its header, then its id.
+fn associated_data(header: &[u8], id: &[u8]) -> Vec<u8> {
     let mut aad = Vec::with_capacity(HEADER_LEN + id.len());
-    aad.extend_from_slice(&header);
+    aad.extend_from_slice(&header[..HEADER_LEN]);
     aad.extend_from_slice(id);
-    let ciphertext = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: payload,
-                aad: &aad,
-            },
-        )
+    aad
+}
+
+/// Encrypts in place what follows the header in `out` (made by [`start_object`]) and appends
+/// the tag.
+fn seal_in_place(
+    cipher: &chacha20poly1305::XChaCha20Poly1305,
+    id: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let aad = associated_data(out, id);
+    let nonce = *XNonce::from_slice(&out[16..40]);
+    let tag = cipher
+        .encrypt_in_place_detached(&nonce, &aad, &mut out[HEADER_LEN..])
         .map_err(|_| Error::Internal {
             reason: "encryption failed".into(),
         })?;
-    let mut out = Vec::with_capacity(HEADER_LEN + ciphertext.len());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&ciphertext);
-    Ok(out)
+    out.extend_from_slice(&tag);
+    Ok(())
 }
 
-fn open(
+/// Checks the header, authenticates and decrypts `blob` in place; returns the range of the
+/// plaintext payload in it.
+fn open_in_place(
     magic: [u8; 4],
     cipher: &chacha20poly1305::XChaCha20Poly1305,
     key: &RepositoryKey,
     id: &[u8],
-    blob: &[u8],
+    blob: &mut [u8],
     object: &Object,
-) -> Result<Vec<u8>> {
+) -> Result<std::ops::Range<usize>> {
     check_header(magic, key, blob, object)?;
-    let mut aad = Vec::with_capacity(HEADER_LEN + id.len());
-    aad.extend_from_slice(&blob[..HEADER_LEN]);
-    aad.extend_from_slice(id);
+    let aad = associated_data(blob, id);
+    let nonce = *XNonce::from_slice(&blob[16..40]);
+    let tag_at = blob.len() - TAG_LEN;
+    let tag = chacha20poly1305::Tag::clone_from_slice(&blob[tag_at..]);
     cipher
-        .decrypt(
-            XNonce::from_slice(&blob[16..40]),
-            Payload {
-                msg: &blob[HEADER_LEN..],
-                aad: &aad,
-            },
-        )
+        .decrypt_in_place_detached(&nonce, &aad, &mut blob[HEADER_LEN..tag_at], &tag)
         .map_err(|_| {
             Error::integrity(
                 object.clone(),
                 "authentication failed: the data was damaged or altered",
             )
-        })
+        })?;
+    Ok(HEADER_LEN..tag_at)
 }
 
 /// Checks magic, version and key fingerprint of a blob's header without decrypting it.
@@ -200,11 +204,8 @@ pub fn encode_chunk_with(
     let len = u32::try_from(plain.len()).map_err(|_| Error::Internal {
         reason: "chunk larger than 4 GiB".into(),
     })?;
-    let nonce: [u8; 24] = rand::random();
-    let header = header(CHUNK_MAGIC, key, &nonce);
     let bound = zstd::zstd_safe::compress_bound(plain.len());
-    let mut out = Vec::with_capacity(HEADER_LEN + 5 + bound.max(plain.len()) + TAG_LEN);
-    out.extend_from_slice(&header);
+    let mut out = start_object(CHUNK_MAGIC, key, 5 + bound.max(plain.len()));
     out.push(Compression::Zstd as u8);
     out.extend_from_slice(&len.to_le_bytes());
     let compressed = compress_append(plain, &mut out, level);
@@ -214,16 +215,7 @@ pub fn encode_chunk_with(
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(plain);
     }
-    let mut aad = [0u8; HEADER_LEN + 32];
-    aad[..HEADER_LEN].copy_from_slice(&header);
-    aad[HEADER_LEN..].copy_from_slice(&id.0);
-    let tag = key
-        .chunk_cipher()
-        .encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, &mut out[HEADER_LEN..])
-        .map_err(|_| Error::Internal {
-            reason: "encryption failed".into(),
-        })?;
-    out.extend_from_slice(&tag);
+    seal_in_place(&key.chunk_cipher(), &id.0, &mut out)?;
     Ok(out)
 }
 
@@ -287,22 +279,16 @@ pub fn decode_chunk(key: &RepositoryKey, id: &ChunkId, blob: &[u8]) -> Result<Ve
 /// As [`decode_chunk`].
 pub fn decode_chunk_owned(key: &RepositoryKey, id: &ChunkId, mut blob: Vec<u8>) -> Result<Vec<u8>> {
     let object = Object::Chunk(*id);
-    check_header(CHUNK_MAGIC, key, &blob, &object)?;
-    let mut aad = [0u8; HEADER_LEN + 32];
-    aad[..HEADER_LEN].copy_from_slice(&blob[..HEADER_LEN]);
-    aad[HEADER_LEN..].copy_from_slice(&id.0);
-    let nonce = *XNonce::from_slice(&blob[16..40]);
-    let tag_at = blob.len() - TAG_LEN;
-    let tag = chacha20poly1305::Tag::clone_from_slice(&blob[tag_at..]);
-    key.chunk_cipher()
-        .decrypt_in_place_detached(&nonce, &aad, &mut blob[HEADER_LEN..tag_at], &tag)
-        .map_err(|_| {
-            Error::integrity(
-                object.clone(),
-                "authentication failed: the data was damaged or altered",
-            )
-        })?;
-    let payload = &blob[HEADER_LEN..tag_at];
+    let range = open_in_place(
+        CHUNK_MAGIC,
+        &key.chunk_cipher(),
+        key,
+        &id.0,
+        &mut blob,
+        &object,
+    )?;
+    let tag_at = range.end;
+    let payload = &blob[range];
     if payload.len() < 5 {
         return Err(Error::integrity(object, "payload too short"));
     }
@@ -352,10 +338,11 @@ pub fn encode_manifest(key: &RepositoryKey, id: &SnapshotId, json: &[u8]) -> Res
     let compressed = zstd::bulk::compress(json, 3).map_err(|e| Error::Internal {
         reason: format!("zstd: {e}"),
     })?;
-    let mut payload = Vec::with_capacity(compressed.len() + 8);
-    payload.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    payload.extend_from_slice(&compressed);
-    seal(MANIFEST_MAGIC, &key.manifest_cipher(), key, &id.0, &payload)
+    let mut out = start_object(MANIFEST_MAGIC, key, compressed.len() + 8);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&compressed);
+    seal_in_place(&key.manifest_cipher(), &id.0, &mut out)?;
+    Ok(out)
 }
 
 /// Decrypts and authenticates a manifest blob, returning its JSON.
@@ -364,14 +351,16 @@ pub fn encode_manifest(key: &RepositoryKey, id: &SnapshotId, json: &[u8]) -> Res
 /// [`Error::WrongKey`], [`Error::Format`], [`Error::Integrity`] naming the snapshot.
 pub fn decode_manifest(key: &RepositoryKey, id: &SnapshotId, blob: &[u8]) -> Result<Vec<u8>> {
     let object = Object::Manifest(*id);
-    let payload = open(
+    let mut blob = blob.to_vec();
+    let range = open_in_place(
         MANIFEST_MAGIC,
         &key.manifest_cipher(),
         key,
         &id.0,
-        blob,
+        &mut blob,
         &object,
     )?;
+    let payload = &blob[range];
     if payload.len() < 8 {
         return Err(Error::integrity(object, "payload too short"));
     }
