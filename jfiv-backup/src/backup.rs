@@ -661,6 +661,19 @@ fn read_one(
         return Err(std::io::Error::other("no longer a regular file"));
     }
     let mut closed = false;
+    // Hands one chunk to the workers (and returns it, for the whole-file hasher).
+    let mut send = |chunk: &[u8]| -> std::io::Result<Arc<Vec<u8>>> {
+        let data = Arc::new(chunk.to_vec());
+        let msg = ReadMsg::Chunk {
+            file: index,
+            data: Arc::clone(&data),
+        };
+        if tx.blocking_send(msg).is_err() {
+            closed = true;
+            return Err(std::io::Error::other("pipeline closed"));
+        }
+        Ok(data)
+    };
     let (bytes, hash) = if before.len() >= PARALLEL_HASH_MIN {
         std::thread::scope(|scope| {
             // The hasher gets the same chunk buffers as the workers, in file order.
@@ -675,17 +688,8 @@ fn read_one(
                     hasher.finalize()
                 })?;
             let bytes = chunker.run(&file, |chunk| {
-                let data = Arc::new(chunk.to_vec());
-                htx.send(Arc::clone(&data))
-                    .map_err(|_| std::io::Error::other("the hashing thread stopped"))?;
-                if tx
-                    .blocking_send(ReadMsg::Chunk { file: index, data })
-                    .is_err()
-                {
-                    closed = true;
-                    return Err(std::io::Error::other("pipeline closed"));
-                }
-                Ok(())
+                htx.send(send(chunk)?)
+                    .map_err(|_| std::io::Error::other("the hashing thread stopped"))
             });
             drop(htx);
             let hash = hasher
@@ -697,15 +701,7 @@ fn read_one(
         let mut hasher = blake3::Hasher::new();
         let bytes = chunker.run(&file, |chunk| {
             hasher.update(chunk);
-            let data = Arc::new(chunk.to_vec());
-            if tx
-                .blocking_send(ReadMsg::Chunk { file: index, data })
-                .is_err()
-            {
-                closed = true;
-                return Err(std::io::Error::other("pipeline closed"));
-            }
-            Ok(())
+            send(chunk).map(drop)
         });
         (bytes, hasher.finalize())
     };
