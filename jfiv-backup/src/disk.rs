@@ -70,7 +70,11 @@ const MAX_OPEN_PACKS: usize = 64;
 /// # Errors
 /// I/O errors ([`Error::NoSpace`], [`Error::ReadOnly`] mapped).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name has the empty path as parent: the directory is then ".".
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -5,8 +5,6 @@
 //! with the server, [`scan_tape`] and [`Catalog::merge_scan`] rebuild it from the tapes alone.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -394,18 +392,8 @@ pub(super) fn save_json_state<T: Serialize>(path: &Path, value: &T) -> Result<()
 /// # Errors
 /// [`Error::State`].
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |e: std::io::Error| Error::State {
+    crate::disk::write_atomic(path, bytes, 0o600).map_err(|e| Error::State {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-    Ok(())
+    })
 }
